@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine: `make run` (the main job) and `make test` (the tests).
+# Both create .venv with `python3 -m venv` and install the project with its server and test extras when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rmt-installed
+
+.PHONY: run test lint unit clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[server,test]'
+	touch $(STAMP)
+
+## run: start the embedded tritonserver with the zoo and run the main job
+run: $(STAMP)
+	$(BIN)/rmt smoke
+
+## test: lint, type-check and the whole test suite (real tritonserver, real Locust processes)
+test: lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

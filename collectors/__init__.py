@@ -1,0 +1,1 @@
+"""The resource sidecar: NVML, process tree, Triton metrics and pool sampling (filled by the collectors issue)."""

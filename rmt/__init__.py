@@ -1,0 +1,7 @@
+"""rmt: load generation and verdicts for NVIDIA Triton Inference Server resource management.
+
+Packages: :mod:`rmt` (CLI, embedded server, orchestration), :mod:`rmt_users` (Locust traffic),
+:mod:`collectors` (resource sidecar), :mod:`checkers` (post-run verdicts).
+"""
+
+__version__ = "0.1.0"

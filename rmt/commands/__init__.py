@@ -1,0 +1,9 @@
+"""Sub-commands of the ``rmt`` CLI; each module has ``register(subparsers)`` and sets ``func`` on its parser.
+
+Add a command by adding its module to :data:`COMMAND_MODULES`.
+"""
+
+COMMAND_MODULES = (
+    "rmt.commands.server",
+    "rmt.commands.smoke",
+)

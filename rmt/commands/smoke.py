@@ -1,0 +1,147 @@
+"""``rmt smoke``: start the embedded server (or use one), send a short load to every READY model, print a table.
+
+Per model: requests that succeeded, the first request's latency (a cold start shows here), median and p99 of the
+rest, and how much the model's python-backend stubs grew (RSS) — a leaking zoo model stands out at once.
+Exit code 0 when every model is READY and every request succeeded, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tritonclient.http as httpclient
+from hdrh.histogram import HdrHistogram
+from tritonclient.utils import InferenceServerException
+
+from rmt.commands.server import add_server_arguments, options_from_args
+from rmt.errors import SourceUnavailable
+from rmt.modelconfig import config_from_json, example_inputs, input_specs
+from rmt.procs import stub_rss_bytes
+from rmt.server import EmbeddedServer
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class ModelSmoke:
+    """Outcome of the smoke load on one model."""
+
+    model: str
+    state: str
+    sent: int = 0
+    ok: int = 0
+    first_us: float = float("nan")
+    p50_us: float = float("nan")
+    p99_us: float = float("nan")
+    rss_growth_bytes: float = float("nan")
+    error: str = ""
+
+
+def _model_rss(server_pid: int | None) -> dict[str, int]:
+    if server_pid is None:
+        return {}
+    totals: dict[str, int] = defaultdict(int)
+    for instance, rss in stub_rss_bytes(server_pid).items():
+        totals[instance.rsplit("_", 2)[0]] += rss
+    return totals
+
+
+def smoke_model(client: Any, name: str, requests: int, server_pid: int | None) -> ModelSmoke:
+    """Send ``requests`` sequential inferences with inputs derived from the model's config."""
+    result = ModelSmoke(name, "READY")
+    config = config_from_json(client.get_model_config(name))
+    arrays = example_inputs(config)
+    inputs = []
+    for spec in input_specs(config):
+        if spec.name in arrays:
+            tensor = httpclient.InferInput(spec.name, list(arrays[spec.name].shape), spec.datatype)
+            tensor.set_data_from_numpy(arrays[spec.name], binary_data=True)
+            inputs.append(tensor)
+    hist = HdrHistogram(1, 60_000_000, 3)
+    before = _model_rss(server_pid).get(name)
+    for i in range(requests):
+        start = time.perf_counter_ns()
+        try:
+            client.infer(name, inputs)
+            result.ok += 1
+        except InferenceServerException as exc:
+            result.error = result.error or str(exc.message())
+        elapsed_us = (time.perf_counter_ns() - start) / 1000
+        result.sent += 1
+        if i == 0:
+            result.first_us = elapsed_us
+        else:
+            hist.record_value(max(1, int(elapsed_us)))
+    if hist.get_total_count():
+        result.p50_us = float(hist.get_value_at_percentile(50))
+        result.p99_us = float(hist.get_value_at_percentile(99))
+    after = _model_rss(server_pid).get(name)
+    if before is not None and after is not None:
+        result.rss_growth_bytes = float(after - before)
+    return result
+
+
+def format_table(rows: list[ModelSmoke]) -> str:
+    """The per-model status table."""
+    def ms(us: float) -> str:
+        return "-" if np.isnan(us) else f"{us / 1000:.2f}"
+
+    def mib(b: float) -> str:
+        return "-" if np.isnan(b) else f"{b / MIB:+.1f}"
+
+    header = ("MODEL", "STATE", "OK/SENT", "FIRST ms", "P50 ms", "P99 ms", "STUB RSS MiB", "ERROR")
+    lines = [header] + [
+        (r.model, r.state, f"{r.ok}/{r.sent}", ms(r.first_us), ms(r.p50_us), ms(r.p99_us), mib(r.rss_growth_bytes),
+         r.error[:60]) for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def run_smoke(url: str, requests: int, server_pid: int | None) -> list[ModelSmoke]:
+    """Smoke every model in the server's repository index."""
+    client = httpclient.InferenceServerClient(url, connection_timeout=10, network_timeout=60)
+    try:
+        index = client.get_model_repository_index()
+    except (InferenceServerException, OSError) as exc:
+        raise SourceUnavailable(f"cannot reach tritonserver at {url} ({exc}): start one or fix --url") from exc
+    rows = []
+    for entry in sorted(index, key=lambda e: e["name"]):
+        state = entry.get("state", "UNKNOWN")
+        if state != "READY":
+            rows.append(ModelSmoke(entry["name"], state, error=entry.get("reason", "")))
+            continue
+        rows.append(smoke_model(client, entry["name"], requests, server_pid))
+    client.close()
+    return rows
+
+
+def register(sub: Any) -> None:
+    """Add ``rmt smoke``."""
+    p = sub.add_parser("smoke", help="short load on every model of a server, with a status table",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=50, metavar="N", help="requests per model (default 50)")
+    p.add_argument("--url", help="use this running server (host:port of HTTP) instead of starting one")
+    p.add_argument("--pid", type=int, help="with --url: tritonserver's PID, to report stub RSS growth")
+    add_server_arguments(p)
+    p.set_defaults(func=cmd_smoke)
+
+
+def cmd_smoke(args: Any) -> int:
+    """Run the smoke job and print the table."""
+    if args.requests < 1:
+        raise SystemExit("rmt: error: --requests must be at least 1")
+    if args.url:
+        rows = run_smoke(args.url, args.requests, args.pid)
+    else:
+        with EmbeddedServer(options_from_args(args)) as server:
+            print(server.ready_line(), flush=True)
+            rows = run_smoke(server.http_url, args.requests, server.pid)
+    print(format_table(rows))
+    failed = [r for r in rows if r.state != "READY" or r.ok != r.sent]
+    return 1 if failed else 0

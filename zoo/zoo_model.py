@@ -1,0 +1,193 @@
+"""The rmt model zoo: one python-backend model whose resource behaviour is set by its config ``parameters``.
+
+Every zoo model's ``1/model.py`` is a symbolic link to this file, so a defect and its healthy twin run the *same
+code*; only ``config.pbtxt`` differs. Inputs are read through DLPack (``np.from_dlpack``), which works under every
+stub. Outputs need care: the numpy bridge (``pb_utils.Tensor(name, ndarray)``) is broken under some Python 3.12
+builds, and ``Tensor.from_dlpack`` of a numpy<2 array kills the stub (capsule renamed to ``used_dlpack``), so
+:func:`_pick_encoder` checks the bridge with a round trip at start and otherwise goes through torch's DLPack.
+
+Inputs: ``INPUT0`` (FP32, ``[-1]``, batched). Outputs (each emitted only when the config declares it):
+
+- ``OUTPUT0``: ``INPUT0`` unchanged.
+- ``TRACE`` (INT64 ``[7]`` per batch row): ``pid, instance_index, exec_index, start_ns, end_ns, device_id, cold``.
+  ``start_ns``/``end_ns`` are ``time.time_ns()`` (CLOCK_REALTIME, comparable across the processes of a host)
+  around the execution; ``exec_index`` counts executions of this instance from 0 (warmup included);
+  ``cold`` is 1 when this execution paid the simulated cold start.
+- ``POOL_STATS`` (INT64 ``[3]`` per row): ``buffers_owned, buffers_in_use, bytes_owned`` of the buffer pool
+  *after* the request returned its buffer — ``in_use`` is always 0: by allocator accounting nothing leaks.
+
+Parameters (``parameters { key: "..." value { string_value: "..." } }``; all optional, default off):
+
+- ``execute_delay_us``: busy-free sleep per execution (the probe's service time).
+- ``cold_start_us``: extra sleep on the first execution of each instance (simulated JIT / graph build).
+- ``leak_bytes_per_request``: bytes kept forever per request (host memory, pages touched so RSS counts them;
+  device memory on KIND_GPU instances).
+- ``leak_min_elements``: leak only for requests with at least this many elements (``leak_on_shape``).
+- ``error_on_negative``: ``true`` fails requests whose input has a negative element (the error path).
+- ``leak_on_error_only``: ``true`` leaks only on that error path (``leak_on_error``).
+- ``pool_buffer_bytes``: each request takes a buffer of this size from a pool and gives it back.
+- ``pool_reuse``: ``true`` (healthy) reuses returned buffers; ``false`` (the defect) always allocates a fresh one,
+  so the free list — and the process — grows though every buffer is "returned".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+TRACE_FIELDS = ("pid", "instance_index", "exec_index", "start_ns", "end_ns", "device_id", "cold")
+
+
+def _param(config: dict[str, Any], key: str, default: str = "") -> str:
+    value = config.get("parameters", {}).get(key, {})
+    return str(value.get("string_value", default)) if isinstance(value, dict) else default
+
+
+def _pick_encoder() -> Callable[[str, np.ndarray], Any]:
+    """The first output encoder whose round trip is exact: numpy bridge, then torch DLPack, then numpy DLPack."""
+    sample = np.arange(6, dtype=np.float32).reshape(2, 3)
+    try:
+        back = np.from_dlpack(pb_utils.Tensor("SELFTEST", sample))
+        if back.shape == sample.shape and np.array_equal(back, sample):
+            return lambda name, arr: pb_utils.Tensor(name, arr)
+    except Exception:  # noqa: BLE001 - any failure means "this encoder is unusable here"
+        pass
+    try:
+        import torch
+
+        return lambda name, arr: pb_utils.Tensor.from_dlpack(name, torch.from_numpy(np.ascontiguousarray(arr)))
+    except ImportError:
+        return lambda name, arr: pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(arr))
+
+
+class _Device:
+    """Allocates leak/pool buffers: host numpy arrays, or device memory through torch or cupy on GPU instances."""
+
+    def __init__(self, kind: str, device_id: int) -> None:
+        self.kind = kind
+        self.device_id = device_id
+        self._torch: Any = None
+        self._cupy: Any = None
+        if kind == "GPU":
+            try:
+                import torch
+
+                self._torch = torch
+            except ImportError:
+                import cupy
+
+                self._cupy = cupy
+
+    def allocate(self, nbytes: int) -> Any:
+        """A buffer of ``nbytes`` whose every page is written (so RSS / device usage really grows)."""
+        if self._torch is not None:
+            return self._torch.ones(nbytes, dtype=self._torch.uint8, device=f"cuda:{self.device_id}")
+        if self._cupy is not None:
+            with self._cupy.cuda.Device(self.device_id):
+                return self._cupy.ones(nbytes, dtype=self._cupy.uint8)
+        return np.ones(nbytes, dtype=np.uint8)
+
+    def touch(self, buf: Any) -> None:
+        """Write the buffer (a request 'using' it)."""
+        if self._torch is not None:
+            buf.fill_(2)
+        else:
+            buf.fill(2)
+
+
+class TritonPythonModel:
+    """A zoo model; behaviour comes from the config ``parameters`` (see the module docstring)."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self.outputs = {o["name"] for o in config.get("output", [])}
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+        name = args.get("model_instance_name", "")
+        tail = name.rsplit("_", 1)[-1]
+        self.instance_index = int(tail) if tail.isdigit() else 0
+        self.device_id = int(args.get("model_instance_device_id", "0") or 0)
+        self.device = _Device(args.get("model_instance_kind", "CPU"), self.device_id)
+        self.delay_s = int(_param(config, "execute_delay_us", "0") or 0) / 1e6
+        self.cold_s = int(_param(config, "cold_start_us", "0") or 0) / 1e6
+        self.leak_bytes = int(_param(config, "leak_bytes_per_request", "0") or 0)
+        self.leak_min_elements = int(_param(config, "leak_min_elements", "0") or 0)
+        self.error_on_negative = _param(config, "error_on_negative") == "true"
+        self.leak_on_error_only = _param(config, "leak_on_error_only") == "true"
+        self.pool_bytes = int(_param(config, "pool_buffer_bytes", "0") or 0)
+        self.pool_reuse = _param(config, "pool_reuse", "true") == "true"
+        self.exec_index = 0
+        self.leaked: list[Any] = []
+        self.pool_free: list[Any] = []
+        self.pool_owned = 0
+        self.pid = os.getpid()
+        self.encode = _pick_encoder()
+
+    # -- defects ----------------------------------------------------------------------------------------------------
+    def _leak(self) -> None:
+        if self.leak_bytes > 0:
+            self.leaked.append(self.device.allocate(self.leak_bytes))
+
+    def _use_pool(self) -> None:
+        if self.pool_bytes <= 0:
+            return
+        if self.pool_reuse and self.pool_free:
+            buf = self.pool_free.pop()
+        else:
+            buf = self.device.allocate(self.pool_bytes)
+            self.pool_owned += 1
+        self.device.touch(buf)
+        self.pool_free.append(buf)  # returned: "in use" is 0 again, whatever the pool holds
+
+    # -- execution --------------------------------------------------------------------------------------------------
+    def execute(self, requests: list[Any]) -> list[Any]:
+        start_ns = time.time_ns()
+        cold = self.exec_index == 0 and self.cold_s > 0
+        if cold:
+            time.sleep(self.cold_s)
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
+        responses = [self._one(request) for request in requests]
+        end_ns = time.time_ns()
+        trace_row = [self.pid, self.instance_index, self.exec_index, start_ns, end_ns, self.device_id, int(cold)]
+        self.exec_index += 1
+        return [self._respond(r, trace_row) for r in responses]
+
+    def _one(self, request: Any) -> Any:
+        tensor = pb_utils.get_input_tensor_by_name(request, "INPUT0")
+        data = np.array(np.from_dlpack(tensor), copy=True)  # own the bytes: the request's buffer goes away
+        if self.error_on_negative and data.size and float(data.min()) < 0:
+            self._leak()
+            return pb_utils.TritonError("INPUT0 has a negative element: rejected by the model")
+        if not self.leak_on_error_only and data.size >= self.leak_min_elements:
+            self._leak()
+        self._use_pool()
+        return data
+
+    def _respond(self, result: Any, trace_row: list[int]) -> Any:
+        if isinstance(result, pb_utils.TritonError):
+            return pb_utils.InferenceResponse(output_tensors=[], error=result)
+        rows = result.shape[0] if self.batched and result.ndim > 0 else None
+        tensors = []
+        if "OUTPUT0" in self.outputs:
+            tensors.append(self.encode("OUTPUT0", result))
+        if "TRACE" in self.outputs:
+            tensors.append(self.encode("TRACE", self._rows(trace_row, rows)))
+        if "POOL_STATS" in self.outputs:
+            owned_bytes = self.pool_owned * self.pool_bytes
+            stats = [self.pool_owned, self.pool_owned - len(self.pool_free), owned_bytes]
+            tensors.append(self.encode("POOL_STATS", self._rows(stats, rows)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    @staticmethod
+    def _rows(values: list[int], rows: int | None) -> np.ndarray:
+        row = np.asarray(values, dtype=np.int64)
+        return np.ascontiguousarray(np.tile(row, (rows, 1))) if rows is not None else row
+
+    def finalize(self) -> None:
+        self.leaked.clear()
+        self.pool_free.clear()
