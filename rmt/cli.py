@@ -1,4 +1,4 @@
-"""The ``rmt`` command line: ``rmt <command> ...``; every failure is one ``rmt: error: ...`` line and a non-zero exit."""
+"""The ``rmt`` command line: ``rmt <command> ...``; each failure is one ``rmt: error: ...`` line, non-zero exit."""
 
 from __future__ import annotations
 

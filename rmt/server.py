@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import errno
 import http.client
+import json
 import os
 import re
 import shutil
@@ -135,12 +136,16 @@ def summarize_log(tail: str) -> str:
         text = line.strip()
         if any(b in text for b in _BENIGN_LOG):
             continue
-        if text.startswith("E") and "]" in text and re.match(r"^E\d{4}", text):
-            candidates.append(text.split("]", 1)[1].strip().strip('"'))
+        if re.match(r"^E\d{4}", text) and "]" in text:
+            message = text.split("]", 1)[1].strip()
+            with contextlib.suppress(ValueError):
+                message = json.loads(message) if message.startswith('"') else message  # Triton quotes as JSON
+            candidates.append(message)
         elif text.startswith("error:") or "Error:" in text[:20]:
             candidates.append(text)
     specific = [c for c in candidates if "failed to load all models" not in c]
-    return (specific or candidates or [""])[0]
+    named = [c for c in specific if "failed to load '" in c or "Resource count" in c]
+    return (named or specific or candidates or [""])[0]
 
 
 class EmbeddedServer:
@@ -318,7 +323,7 @@ class EmbeddedServer:
             rc = self._proc.poll()
             if rc is not None:
                 tail = self.log_tail(40)
-                reason = summarize_log(tail) or f"see {self._log_path}"
+                reason = summarize_log(self.log_tail(5000)) or f"see {self._log_path}"
                 raise ServerStartError(f"tritonserver exited with code {rc} before it was ready: {reason}", tail)
             if self._health_ready():
                 self._remember_children()
@@ -327,7 +332,7 @@ class EmbeddedServer:
                 tail = self.log_tail(40)
                 raise ServerStartError(
                     f"tritonserver not ready after {self.options.ready_timeout_s:.0f} s "
-                    f"(raise --ready-timeout or look at the log): {summarize_log(tail)}", tail)
+                    f"(raise --ready-timeout or look at the log): {summarize_log(self.log_tail(5000))}", tail)
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 

@@ -1,0 +1,189 @@
+"""The embedded server: start/stop leaves nothing behind, side-by-side servers, the CLI contract, clear errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import tritonclient.http as httpclient
+
+from rmt.errors import ConfigError, ServerError, ServerExtraMissing, ServerStartError
+from rmt.install import find_triton_install
+from rmt.server import REFUSED_REPOSITORY, REPO_ROOT, EmbeddedServer, ServerOptions, parse_rate_limit_resource
+from tests.zoo_client import infer, wait_for, zoo_subset
+
+RMT = str(Path(sys.executable).parent / "rmt")
+READY_RE = re.compile(
+    r"^ready http=127\.0\.0\.1:(\d+) grpc=127\.0\.0\.1:(\d+) metrics=127\.0\.0\.1:(\d+) pid=(\d+)$")
+
+
+@pytest.fixture
+def probe_repo(tmp_path: Path) -> Path:
+    return zoo_subset(tmp_path / "repo", ["probe", "leak_host"])
+
+
+def _left_behind(pids: list[int], shm_prefix: str) -> list[str]:
+    alive = [f"pid {p}" for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    regions = [p.name for p in Path("/dev/shm").glob(f"{shm_prefix}*")]
+    return alive + regions
+
+
+def test_start_stop_leaves_no_process_shm_or_tempdir(probe_repo: Path) -> None:
+    server = EmbeddedServer(ServerOptions(model_repository=probe_repo)).start()
+    procs = server.processes()
+    pids = [p.pid for p in procs]
+    assert [p.role for p in procs].count("stub") == 3, procs  # probe x2 + leak_host
+    assert psutil.Process(server.pid).name() == "tritonserver"
+    prefix = server.shm_prefix
+    assert list(Path("/dev/shm").glob(f"{prefix}*")), "the python backend's regions carry our prefix"
+    workdir = server.log_path.parent if server.log_path else None
+    server.stop()
+    assert _left_behind(pids, prefix) == []
+    assert workdir is not None and not workdir.exists()
+    server.stop()  # idempotent
+
+
+def test_sigkilled_server_still_cleaned_up(probe_repo: Path) -> None:
+    """Even when tritonserver dies hard (no graceful unload), stop() ends its stubs and removes its regions."""
+    server = EmbeddedServer(ServerOptions(model_repository=probe_repo)).start()
+    pids = [p.pid for p in server.processes()]
+    os.kill(server.pid, signal.SIGKILL)
+    wait_for(lambda: not server.is_running(), 10, "tritonserver to die")
+    server.stop()
+    assert _left_behind(pids, server.shm_prefix) == []
+
+
+def test_two_servers_side_by_side_on_automatic_ports(probe_repo: Path) -> None:
+    with EmbeddedServer(ServerOptions(model_repository=probe_repo)) as a, \
+            EmbeddedServer(ServerOptions(model_repository=probe_repo)) as b:
+        ports_a = {a.http_port, a.grpc_port, a.metrics_port}
+        ports_b = {b.http_port, b.grpc_port, b.metrics_port}
+        assert len(ports_a | ports_b) == 6
+        for server in (a, b):
+            client = httpclient.InferenceServerClient(server.http_url)
+            trace = infer(client, "probe", np.ones((1, 4))).as_numpy("TRACE")[0]
+            client.close()
+            assert int(trace[0]) in {p.pid for p in server.processes() if p.role == "stub"}
+
+
+def test_explicit_mode_loads_only_named_models(probe_repo: Path) -> None:
+    with EmbeddedServer(ServerOptions(model_repository=probe_repo, model_control_mode="explicit",
+                                      load_models=["probe"])) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        states = {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+        client.close()
+    assert states["probe"] == "READY"
+    assert states.get("leak_host") != "READY"
+
+
+def test_warmup_bad_is_refused_with_tritons_message(tmp_path: Path) -> None:
+    with pytest.raises(ServerStartError) as err:
+        EmbeddedServer(ServerOptions(model_repository=REFUSED_REPOSITORY)).start()
+    message = str(err.value)
+    assert "failed to load 'warmup_bad'" in message, message
+    assert "data-type is 'INT32', but model 'warmup_bad' expects 'FP32'" in message, message
+
+
+def test_too_small_rate_limit_budget_is_refused_with_tritons_message(tmp_path: Path) -> None:
+    repo = zoo_subset(tmp_path / "repo", ["rl_high"])
+    with pytest.raises(ServerStartError) as err:
+        EmbeddedServer(ServerOptions(model_repository=repo, rate_limit_resources=["R1:1"])).start()
+    assert 'Resource count for "R1" is limited to 1' in str(err.value)
+    assert "the minimum required count is 2" in str(err.value)
+
+
+@pytest.mark.parametrize(("spec", "parsed"), [("R1:4", ("R1", 4, None)), ("gpu_mem:10:1", ("gpu_mem", 10, 1))])
+def test_rate_limit_resource_parsing(spec: str, parsed: tuple[str, int, int | None]) -> None:
+    assert parse_rate_limit_resource(spec) == parsed
+
+
+@pytest.mark.parametrize("spec", ["R1", "R1:x", ":4", "R1:4:0:1", "R1:-1"])
+def test_rate_limit_resource_rejects_malformed(spec: str) -> None:
+    with pytest.raises(ConfigError, match="NAME:COUNT"):
+        parse_rate_limit_resource(spec)
+
+
+def test_unsupported_python_for_stubs_names_the_available_ones() -> None:
+    with pytest.raises(ServerError, match=r"no python-backend stub for Python 3\.7 .*3\.11"):
+        find_triton_install().stub_for((3, 7))
+
+
+def test_missing_server_extra_says_the_pip_command() -> None:
+    """Without site-packages (``python -S``) the wheel is absent: the error names the install command."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from rmt.install import find_triton_install\n"
+            "try:\n    find_triton_install()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(REPO_ROOT)], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "RMT_TRITON_HOME"}, timeout=60)
+    assert out.stdout.startswith(ServerExtraMissing.__name__), out
+    assert "pip install 'triton-rmt[server]'" in out.stdout
+
+
+def test_cli_server_start_prints_ready_line_and_stops_on_sigint(probe_repo: Path) -> None:
+    proc = subprocess.Popen([RMT, "server", "start", "--model-repository", str(probe_repo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()  # blocks until the server is ready (or the CLI died)
+        match = READY_RE.match(line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        http_port, pid = int(match.group(1)), int(match.group(4))
+        server = psutil.Process(pid)
+        assert server.name() == "tritonserver"
+        family = server.children(recursive=True)
+        assert len(family) == 3
+        with socket.create_connection(("127.0.0.1", http_port), timeout=5):
+            pass
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [server, *family])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _cli_error(*args: str) -> str:
+    out = subprocess.run([RMT, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rmt: error: "), out.stderr
+    assert "Traceback" not in out.stderr
+    return lines[0]
+
+
+def test_cli_port_in_use_is_one_line_error(probe_repo: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _cli_error("server", "start", "--model-repository", str(probe_repo), "--http-port", str(port))
+    assert f"port {port}" in line and "in use" in line and "--http-port" in line
+
+
+def test_cli_missing_repository_is_one_line_error(tmp_path: Path) -> None:
+    line = _cli_error("server", "start", "--model-repository", str(tmp_path / "nope"))
+    assert "does not exist" in line and "--model-repository" in line
+
+
+def test_cli_bad_flag_values_are_one_line_errors(probe_repo: Path) -> None:
+    assert "NAME:COUNT" in _cli_error("server", "start", "--rate-limit-resource", "R1")
+    assert "--http-port" in _cli_error("server", "start", "--http-port", "70000")
+    assert "invalid int value" in _cli_error("server", "start", "--grpc-port", "abc")
+
+
+def test_cli_start_failure_names_tritons_reason_then_log_tail() -> None:
+    out = subprocess.run([RMT, "server", "start", "--model-repository", str(REFUSED_REPOSITORY)],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 2
+    first, *rest = out.stderr.strip().splitlines()
+    assert first.startswith("rmt: error: tritonserver exited") and "warmup_bad" in first, first
+    assert rest and rest[0] == "rmt: last lines of the tritonserver log:"
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,78 @@
+"""Small helpers the foundation tests share: a sub-repository of zoo models, inference, stub memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from rmt.procs import triton_processes
+from rmt.server import ZOO_REPOSITORY, EmbeddedServer
+
+
+def zoo_subset(dest: Path, names: list[str], source: Path = ZOO_REPOSITORY) -> Path:
+    """A model repository in ``dest`` holding only ``names`` (links to the zoo's model folders)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (dest / name).symlink_to(source / name, target_is_directory=True)
+    return dest
+
+
+def infer(client: Any, model: str, data: np.ndarray, **kwargs: Any) -> Any:
+    """One inference with INPUT0 = ``data`` (already batched); returns the InferResult."""
+    tensor = httpclient.InferInput("INPUT0", list(data.shape), "FP32")
+    tensor.set_data_from_numpy(data.astype(np.float32), binary_data=True)
+    return client.infer(model, [tensor], **kwargs)
+
+
+def infer_all(url: str, jobs: list[tuple[str, np.ndarray, dict[str, Any]]], concurrency: int = 8) -> list[Any]:
+    """Send all ``(model, data, kwargs)`` jobs from ``concurrency`` threads (one client each: tritonclient.http is
+    gevent-based and not thread-safe); return, in order, each InferResult or the InferenceServerException."""
+    local = threading.local()
+    clients: list[Any] = []
+
+    def one(job: tuple[str, np.ndarray, dict[str, Any]]) -> Any:
+        if not hasattr(local, "client"):
+            local.client = httpclient.InferenceServerClient(url, network_timeout=60)
+            clients.append(local.client)
+        try:
+            return infer(local.client, job[0], job[1], **job[2])
+        except InferenceServerException as exc:
+            return exc
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, jobs))
+    for client in clients:
+        client.close()
+    return results
+
+
+def model_stub_rss(server: EmbeddedServer, model: str) -> int:
+    """Total RSS in bytes of the stubs serving ``model``."""
+    total = 0
+    for proc in triton_processes(server.pid):
+        if proc.role == "stub" and proc.model == model:
+            total += psutil.Process(proc.pid).memory_info().rss
+    return total
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
