@@ -6,4 +6,6 @@ Add a command by adding its module to :data:`COMMAND_MODULES`.
 COMMAND_MODULES = (
     "rmt.commands.server",
     "rmt.commands.smoke",
+    "rmt.commands.check",
+    "rmt.commands.lint",
 )

@@ -1,0 +1,96 @@
+"""Memory checks: leak (every memory series) and pool growth (pool counters), judged against completed requests."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, ClassVar
+
+from checkers.base import FAIL, PASS, SKIP, Check, Param, Verdict
+from checkers.data import MemorySeries, RunInputs
+from checkers.quantity import format_bytes, parse_growth, parse_number, parse_warmup
+from checkers.trend import PER_REQUESTS, Trend, fit_trend, is_leak
+
+
+def _alpha(value: Any) -> float:
+    return parse_number(value, low=0.0, high=0.5, inclusive_low=False)
+
+
+def _glob(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a series pattern: write a glob such as * or rss_bytes*")
+    return value
+
+
+class LeakCheck(Check):
+    """Memory growth per completed request: Theil–Sen slope, Kendall τ significance, rising floor."""
+
+    name = "leak"
+    summary = "memory grows with completed requests (projected growth per 10k requests)"
+    measure = "leak_growth_per_10k_bytes"
+    unit = "bytes"
+    kind: ClassVar[str] = "memory"
+    params = (
+        Param("max_growth", "512KiB/10k", parse_growth,
+              "largest tolerated growth, SIZE/REQUESTS (e.g. 1MiB/10k, 100B/request); the default catches "
+              "100 B/request"),
+        Param("alpha", 0.01, _alpha, "significance level of the Mann–Kendall trend test (Kendall τ p-value)"),
+        Param("warmup", "10%", parse_warmup,
+              "start of the run left out: a share of the completed requests (10%) or a duration (30s)"),
+        Param("series", "*", _glob, "glob of the series names to judge"),
+    )
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per matching series of this check's kind."""
+        series = [s for s in run.memory if s.kind == self.kind and fnmatch.fnmatchcase(s.name, self.values["series"])]
+        if not series:
+            return self.no_evidence(f"{self.kind} series")
+        return [self.judge_series(s) for s in series]
+
+    def judge_series(self, s: MemorySeries) -> Verdict:
+        """The verdict on one series."""
+        fraction, seconds = self.values["warmup"]
+        limit_per_10k = self.values["max_growth"] * PER_REQUESTS
+        trend = fit_trend(s.t_s, s.requests, s.values, warmup_fraction=fraction, warmup_s=seconds)
+        if trend is None:
+            status = FAIL if self.required else SKIP
+            return self.verdict(s.name, float("nan"), limit_per_10k,
+                                "too few samples after the warm-up, or no completed requests, to fit a trend",
+                                {"samples": len(s.values)}, status=status)
+        leaking = is_leak(trend, max_growth_per_10k_bytes=limit_per_10k, alpha=self.values["alpha"])
+        return self.verdict(s.name, trend.growth_per_10k_bytes, limit_per_10k, self._explain(trend, leaking),
+                            self._evidence(trend), status=FAIL if leaking else PASS)
+
+    def _explain(self, t: Trend, leaking: bool) -> str:
+        grows = (f"grows {format_bytes(t.growth_per_10k_bytes)} per 10k requests "
+                 f"({t.slope_bytes_per_request:.1f} B/request, Kendall τ={t.tau:.2f}, p={t.p_value:.2g}, "
+                 f"floor {format_bytes(t.floor_growth_per_10k_bytes)}/10k) over {t.requests_span:.0f} requests")
+        limit = format_bytes(self.values["max_growth"] * PER_REQUESTS)
+        if leaking:
+            return f"{grows}: above {limit}/10k with a significant trend and a rising floor — a leak"
+        return f"{grows}: within {limit}/10k, or not a significant, floor-raising trend"
+
+    def _evidence(self, t: Trend) -> dict[str, Any]:
+        return {
+            "bytes_per_request": t.slope_bytes_per_request,
+            "growth_per_10k_mib": t.growth_per_10k_bytes / 2**20,
+            "floor_growth_per_10k_bytes": t.floor_growth_per_10k_bytes,
+            "kendall_tau": t.tau, "p_value": t.p_value, "alpha": self.values["alpha"],
+            "samples": t.n_samples, "points_fitted": t.n_points,
+            "requests_range": [t.requests_first, t.requests_last], "time_range_s": [t.t_first_s, t.t_last_s],
+            "plot": [list(p) for p in t.points],
+        }
+
+
+class PoolGrowthCheck(LeakCheck):
+    """Pool counters (pinned pool, stub shm) that keep rising under steady load."""
+
+    name = "pool"
+    summary = "a memory pool keeps growing under steady load (projected growth per 10k requests)"
+    measure = "pool_growth_per_10k_bytes"
+    unit = "bytes"
+    kind = "pool"
+    params = (
+        Param("max_growth", "1MiB/10k", parse_growth, "largest tolerated pool growth, SIZE/REQUESTS"),
+        *LeakCheck.params[1:],
+    )
+

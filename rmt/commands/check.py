@@ -1,0 +1,85 @@
+"""``rmt check RUN_DIR [--checks SPEC]``: recompute every verdict of a run offline, no server needed.
+
+Prints one table row per check and subject (measured value, threshold, one sentence), writes ``verdicts.json`` and
+``junit.xml`` (one testcase per check and subject) into the run directory or ``--out``, and exits 0 when every
+check passed, 3 when one failed, 2 on a usage error, 1 on a tool error.
+
+SPEC: ``CHECK.PARAM = VALUE`` items separated by ``,`` or ``;`` — e.g.
+``--checks 'leak.max_growth="1MiB/10k", fairness.min_jain=0.9, priority=off'``. ``rmt check --list`` shows every
+check, parameter and default. Precedence: ``--checks`` > the run's scenario ``checks`` > ``--checks-file`` > defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from checkers.base import Check, Verdict
+from checkers.data import RunInputs
+from checkers.inputs import load_inputs, scenario_checks
+from checkers.report import counts, format_table, write_outputs
+from checkers.spec import build_checks, describe_checks, merge_specs, parse_spec, spec_from_mapping
+from rmt.errors import CheckFailed, ConfigError
+from rmt.rundir import RunDir
+
+
+def register(sub: Any) -> None:
+    """Add ``rmt check``."""
+    p = sub.add_parser("check", help="verdicts on a run directory (leak, rate limits, fairness, priority, warmup)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", type=Path, metavar="RUN_DIR", help="the folder a run wrote")
+    p.add_argument("--checks", action="append", default=[], metavar="SPEC",
+                   help='thresholds, e.g. leak.max_growth="1MiB/10k",fairness.min_jain=0.9; repeatable')
+    p.add_argument("--checks-file", type=Path, metavar="FILE",
+                   help='JSON mapping of checks, e.g. {"leak": {"max_growth": "1MiB/10k"}}')
+    p.add_argument("--out", type=Path, metavar="DIR", help="where verdicts.json and junit.xml go (default RUN_DIR)")
+    p.add_argument("--list", action="store_true", help="list every check with its parameters and defaults")
+    p.set_defaults(func=cmd_check)
+
+
+def _file_spec(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read --checks-file {path} ({exc.strerror}): pass an existing JSON file") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--checks-file {path} is not JSON ({exc.msg} at line {exc.lineno}): fix it") from exc
+    if isinstance(data, dict) and isinstance(data.get("checks"), dict):
+        data = data["checks"]
+    return spec_from_mapping(data, origin=str(path))
+
+
+def evaluate(checks: list[Check], inputs: RunInputs) -> list[Verdict]:
+    """Every verdict of every check (all are evaluated, whatever fails)."""
+    verdicts: list[Verdict] = []
+    for check in checks:
+        verdicts += check.evaluate(inputs)
+    return verdicts
+
+
+def cmd_check(args: Any) -> int:
+    """Build the checks, read the run, evaluate all, print and write the outputs, exit 0 or 3."""
+    if args.list:
+        print(describe_checks())
+        return 0
+    if args.run_dir is None:
+        raise ConfigError("give the run directory: rmt check RUN_DIR (or rmt check --list)")
+    run = RunDir(args.run_dir, create=False)
+    file_spec = _file_spec(args.checks_file) if args.checks_file else {}
+    scenario_spec = spec_from_mapping(scenario_checks(run.manifest()), origin=f"{args.run_dir}/manifest.json")
+    cli_spec = merge_specs(*(parse_spec(text) for text in args.checks))
+    spec = merge_specs(file_spec, scenario_spec, cli_spec)
+    checks = build_checks(spec)
+    inputs = load_inputs(run)
+    verdicts = evaluate(checks, inputs)
+    print(format_table(verdicts))
+    for note in inputs.notes:
+        print(f"note: {note}")
+    jpath, xpath = write_outputs(verdicts, args.out or args.run_dir, run_dir=str(args.run_dir), spec=spec)
+    print(f"wrote {jpath} and {xpath}")
+    failed = counts(verdicts)["fail"]
+    if failed:
+        raise CheckFailed(f"{failed} of {len(verdicts)} verdicts failed (see the table above and {jpath})")
+    return 0

@@ -1,0 +1,53 @@
+"""``rmt lint MODEL_REPO``: offline checks of a model repository, before any server starts.
+
+- every ``model_warmup`` sample against its model's inputs (data type, dims and rank, batch size vs
+  ``max_batch_size``, input names, data source);
+- with ``--rate-limit-resource NAME:COUNT[:DEVICE]``: the rate-limit pre-flight — a budget smaller than some
+  instance's need is reported in Triton's own words (the server would refuse to load).
+
+Exit 0 when nothing is found, 3 on findings, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from checkers.lint import lint_repository
+from checkers.ratelimit import preflight
+from rmt.errors import CheckFailed, ConfigError
+
+
+def register(sub: Any) -> None:
+    """Add ``rmt lint``."""
+    p = sub.add_parser("lint", help="static checks of a model repository (warmup samples, rate-limit budgets)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_repository", type=Path, metavar="MODEL_REPO", help="the model repository to lint")
+    p.add_argument("--rate-limit-resource", action="append", default=[], metavar="R:N[:D]",
+                   help="a budget the server will get, NAME:COUNT[:DEVICE]; repeatable (enables the pre-flight)")
+    p.add_argument("--gpus", default="0", metavar="IDS",
+                   help="comma-separated device ids of GPU instances without a gpus list (default 0)")
+    p.set_defaults(func=cmd_lint)
+
+
+def cmd_lint(args: Any) -> int:
+    """Lint warmup samples (and budgets when given); print one line per finding; exit 0 or 3."""
+    try:
+        gpus = [int(g) for g in str(args.gpus).split(",") if g.strip()]
+    except ValueError:
+        raise ConfigError(f"bad --gpus {args.gpus!r}: write device ids such as 0 or 0,1") from None
+    models, findings = lint_repository(args.model_repository)
+    lines = [f.line() for f in findings]
+    if args.rate_limit_resource:
+        for short in preflight(args.model_repository, args.rate_limit_resource, gpus=gpus):
+            where = "global" if short.device is None else f"device {short.device}"
+            lines.append(f"rate limiter: {where}: {short.message}: raise --rate-limit-resource "
+                         f"{short.resource}:{short.required}" + ("" if short.device is None else f":{short.device}")
+                         + " or lower the instances' need")
+    for line in lines:
+        print(line)
+    print(f"linted {len(models)} models: {len(lines)} finding(s)")
+    if lines:
+        raise CheckFailed(f"{len(lines)} finding(s) in {args.model_repository}")
+    return 0
