@@ -22,6 +22,8 @@ Parameters (``parameters { key: "..." value { string_value: "..." } }``; all opt
 - ``cold_start_us``: extra sleep on the first execution of each instance (simulated JIT / graph build).
 - ``leak_bytes_per_request``: bytes kept forever per request (host memory, pages touched so RSS counts them;
   device memory on KIND_GPU instances).
+- ``scratch_bytes_per_request``: a buffer allocated, written and dropped per request (healthy churn: a caching
+  allocator must reuse it, so memory stays flat).
 - ``leak_min_elements``: leak only for requests with at least this many elements (``leak_on_shape``).
 - ``error_on_negative``: ``true`` fails requests whose input has a negative element (the error path).
 - ``leak_on_error_only``: ``true`` leaks only on that error path (``leak_on_error``).
@@ -116,6 +118,7 @@ class TritonPythonModel:
         self.delay_s = int(_param(config, "execute_delay_us", "0") or 0) / 1e6
         self.cold_s = int(_param(config, "cold_start_us", "0") or 0) / 1e6
         self.leak_bytes = int(_param(config, "leak_bytes_per_request", "0") or 0)
+        self.scratch_bytes = int(_param(config, "scratch_bytes_per_request", "0") or 0)
         self.leak_min_elements = int(_param(config, "leak_min_elements", "0") or 0)
         self.error_on_negative = _param(config, "error_on_negative") == "true"
         self.leak_on_error_only = _param(config, "leak_on_error_only") == "true"
@@ -167,6 +170,8 @@ class TritonPythonModel:
         if not self.leak_on_error_only and data.size >= self.leak_min_elements:
             self._leak()
         self._use_pool()
+        if self.scratch_bytes > 0:
+            self.device.touch(self.device.allocate(self.scratch_bytes))  # dropped at once
         return data
 
     def _respond(self, result: Any, trace_row: list[int]) -> Any:
