@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-UNITS = ("bytes", "us", "ns", "s", "count", "ratio", "percent", "per_s", "info")
+UNITS = ("bytes", "us", "ns", "s", "count", "ratio", "percent", "per_s", "info", "watts", "joules")
 BETTER = ("lower", "higher", "none")
 
 

@@ -27,6 +27,15 @@ class TritonProcess:
     """The model a stub serves (its folder name in the repository)."""
     instance: str | None = None
     """The stub's model-instance name, e.g. ``probe_0_1``."""
+    shm_region: str | None = None
+    """A stub's python-backend shared-memory region (its argv[2], a file in ``/dev/shm``)."""
+
+    @property
+    def name(self) -> str:
+        """A readable name: the stub's instance name, ``tritonserver`` for the server, else ``pid<N>``."""
+        if self.role == "server":
+            return "tritonserver"
+        return self.instance or self.model or f"pid{self.pid}"
 
 
 def describe(proc: psutil.Process) -> TritonProcess:
@@ -38,10 +47,22 @@ def describe(proc: psutil.Process) -> TritonProcess:
     if cmdline and Path(cmdline[0]).name == STUB_EXE:
         model = Path(cmdline[1]).parent.parent.name if len(cmdline) > 1 else None
         instance = cmdline[8] if len(cmdline) > 8 else None
-        return TritonProcess(proc.pid, "stub", model, instance)
+        region = cmdline[2] if len(cmdline) > 2 else None
+        return TritonProcess(proc.pid, "stub", model, instance, region)
     if cmdline and Path(cmdline[0]).name == "tritonserver":
         return TritonProcess(proc.pid, "server")
     return TritonProcess(proc.pid, "other")
+
+
+def server_flag(cmdline: list[str], flag: str) -> str | None:
+    """The value of ``--flag=V`` or ``--flag V`` in a tritonserver command line (last one wins), else None."""
+    value = None
+    for i, arg in enumerate(cmdline):
+        if arg.startswith(f"{flag}="):
+            value = arg.split("=", 1)[1]
+        elif arg == flag and i + 1 < len(cmdline):
+            value = cmdline[i + 1]
+    return value
 
 
 def triton_processes(server_pid: int) -> list[TritonProcess]:

@@ -77,6 +77,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf replaced by None, recursively: the JSON form of "missing" everywhere in rmt."""
+    return _clean(value)
+
+
 class RunDir:
     """A run directory: append JSONL records, merge manifest keys, read everything back."""
 

@@ -6,6 +6,7 @@ Add a command by adding its module to :data:`COMMAND_MODULES`.
 COMMAND_MODULES = (
     "rmt.commands.server",
     "rmt.commands.smoke",
+    "rmt.commands.collect",
     "rmt.commands.check",
     "rmt.commands.lint",
 )

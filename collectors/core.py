@@ -1,0 +1,248 @@
+"""The collector: one drift-free sampling thread per source, gaps instead of zeros, records to the run directory.
+
+Every source runs in its own thread on the same schedule (tick k at ``start + k * interval``, monotonic clock), so
+a slow or hung source never delays the others. A read that fails, raises, or takes longer than the source's
+``timeout_s`` is a gap: a sample with ``ok: false``, its reason, null for the source's series, and one more count in
+``errors_total``. Ticks a source missed while a read overran are written as gaps too ("skipped"), so the time axis
+stays complete. Records go to ``series.jsonl`` / ``samples.jsonl`` (flushed at least every ``flush_interval_s``) and
+to a bounded in-memory history served by :mod:`collectors.http_api`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from collectors.series import SAMPLES_FILE, SERIES_FILE, SampleRecord, SeriesRecord, SeriesTable
+from collectors.source import Clock, Source, SourceInfo, SystemClock
+from rmt.errors import ConfigError, SourceUnavailable
+from rmt.rundir import RunDir
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+@dataclass
+class SourceStatus:
+    """Live counters of one source (served by the HTTP API and the Prometheus exposition)."""
+
+    name: str
+    info: SourceInfo
+    timeout_s: float
+    samples_total: int = 0
+    """Good reads."""
+    errors_total: int = 0
+    """Gaps: failed, timed-out or skipped reads."""
+    last_error: str = ""
+    last_seq: int = 0
+    """``seq`` of the latest record of this source."""
+    known_ids: list[int] = field(default_factory=list)
+    """Series ids of the latest good read (a gap writes null for each)."""
+
+
+class Collector:
+    """Samples its sources on one schedule, each in its own thread; ``start()`` / ``stop()`` (joins) or ``with``."""
+
+    def __init__(self, sources: Sequence[Source], *, run_dir: RunDir | None = None, interval_s: float = 0.1,
+                 name: str = "local", clock: Clock | None = None, history_s: float = 60.0,
+                 flush_interval_s: float = 1.0) -> None:
+        if not interval_s > 0 or math.isinf(interval_s):
+            raise ConfigError(f"bad sampling interval {interval_s!r} s: use a positive number, e.g. 0.1 for 10 Hz")
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sources named twice in {names}: give each source once")
+        self.sources = list(sources)
+        self.run_dir = run_dir
+        self.interval_s = interval_s
+        self.name = name
+        self.clock = clock or SystemClock()
+        self.flush_interval_s = flush_interval_s
+        self.table = SeriesTable(name)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        history = max(1, int(history_s / interval_s)) * max(1, len(self.sources))
+        self._history: collections.deque[SampleRecord] = collections.deque(maxlen=history)
+        self._latest: dict[str, SampleRecord] = {}
+        self.status: dict[str, SourceStatus] = {}
+        self.start_mono_ns = 0
+        self.start_epoch_ns = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Collector:
+        """Open every source (unavailable ones are logged once and skipped) and start the sampling threads."""
+        if self._threads:
+            raise RuntimeError("collector already started")
+        for source in self.sources:
+            try:
+                info = source.open()
+            except SourceUnavailable as exc:
+                info = SourceInfo(False, str(exc))
+            if not info.available:
+                log.info("rmt collector: source %s unavailable: %s", source.name, info.reason)
+            self.status[source.name] = SourceStatus(source.name, info, source.timeout_s)
+        self.start_mono_ns = self.clock.mono_ns()
+        self.start_epoch_ns = self.clock.epoch_ns()
+        if self.run_dir is not None:
+            extra: dict[str, Any] = {}
+            for st in self.status.values():
+                extra.update(st.info.manifest)
+            self.run_dir.update_manifest(collector=self.manifest(), **extra)
+        for source in self.sources:
+            if self.status[source.name].info.available:
+                thread = threading.Thread(target=self._loop, args=(source,), name=f"rmt-sample-{source.name}",
+                                          daemon=True)
+                self._threads.append(thread)
+        housekeeping = threading.Thread(target=self._flush_loop, name="rmt-collector-flush", daemon=True)
+        self._threads.append(housekeeping)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling, join every thread, close the sources and flush the run directory. Idempotent."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=max(5.0, 2 * max((s.timeout_s for s in self.sources), default=1.0)))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("rmt collector: threads still in a read after stop: %s", ", ".join(alive))
+        for source in self.sources:
+            if source.name in self.status:
+                source.close()
+        if self.run_dir is not None and self.status:
+            self.run_dir.flush()
+        self._threads = []
+
+    @property
+    def running(self) -> bool:
+        """Whether the sampling threads run."""
+        return bool(self._threads) and not self._stop.is_set()
+
+    def manifest(self) -> dict[str, Any]:
+        """The ``collector`` key of the run manifest: schedule and each source's availability and details."""
+        return {
+            "name": self.name,
+            "interval_s": self.interval_s,
+            "start_epoch_ns": self.start_epoch_ns,
+            "start_mono_ns": self.start_mono_ns,
+            "sources": {
+                st.name: {"available": st.info.available, "reason": st.info.reason, "timeout_s": st.timeout_s,
+                          **st.info.details}
+                for st in self.status.values()
+            },
+        }
+
+    # -- sampling -----------------------------------------------------------------------------------------------
+    def _loop(self, source: Source) -> None:
+        interval_ns = int(self.interval_s * NS)
+        timeout_ns = int(source.timeout_s * NS)
+        k = 0
+        while not self._stop.is_set():
+            scheduled = self.start_mono_ns + k * interval_ns
+            wait_ns = scheduled - self.clock.mono_ns()
+            if wait_ns > 0 and self._stop.wait(wait_ns / NS):
+                break
+            started = self.clock.mono_ns()
+            missed = (started - scheduled) // interval_ns
+            if missed > 0:  # the previous read overran these ticks: each is a gap, the axis stays complete
+                for j in range(k, k + missed):
+                    self._gap(source, j, self.start_mono_ns + j * interval_ns, started, math.nan,
+                              "skipped: the previous read of this source overran its tick")
+                k += missed
+                scheduled = self.start_mono_ns + k * interval_ns
+            epoch = self.clock.epoch_ns()
+            try:
+                reading = source.read()
+                error = ""
+            except SourceUnavailable as exc:
+                error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a source bug must not end sampling: record it as a gap, keep going
+                log.exception("rmt collector: source %s raised", source.name)
+                error = f"{type(exc).__name__}: {exc}"
+            duration = self.clock.mono_ns() - started
+            if not error and duration > timeout_ns:
+                error = f"timeout: the read took {duration / 1e6:.1f} ms, over the {timeout_ns / 1e6:.0f} ms limit"
+            if error:
+                self._gap(source, k, scheduled, started, duration / 1e3, error, epoch)
+            else:
+                self._good(source, k, scheduled, started, epoch, duration / 1e3, reading)
+            k += 1
+
+    def _good(self, source: Source, tick: int, scheduled: int, started: int, epoch: int, duration_us: float,
+              reading: Any) -> None:
+        try:
+            ids, new = self.table.ids_for(source.name, reading.points, epoch)
+        except KeyError as exc:
+            self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
+            return
+        values: dict[str, float | None] = {str(i): p.value for i, p in zip(ids, reading.points, strict=True)}
+        rec = SampleRecord(self.name, 0, source.name, tick, started, epoch,
+                           (started - scheduled) / 1e3, duration_us, True, reading.note or None, values)
+        with self._lock:
+            st = self.status[source.name]
+            st.samples_total += 1
+            st.known_ids = ids
+        self._emit(rec, new)
+
+    def _gap(self, source: Source, tick: int, scheduled: int, started: int, duration_us: float, reason: str,
+             epoch: int | None = None) -> None:
+        with self._lock:
+            st = self.status[source.name]
+            st.errors_total += 1
+            st.last_error = reason
+            known = list(st.known_ids)
+        if epoch is None:
+            epoch = self.clock.epoch_ns() - (self.clock.mono_ns() - scheduled)
+        rec = SampleRecord(self.name, 0, source.name, tick, max(started, scheduled), epoch,
+                           (started - scheduled) / 1e3, duration_us, False, reason,
+                           {str(i): None for i in known})
+        self._emit(rec, [])
+
+    def _emit(self, rec: SampleRecord, new_series: list[SeriesRecord]) -> None:
+        with self._lock:  # seq and history order agree, so an ``after=seq`` cursor never skips a record
+            rec.seq = self.table.next_seq()
+            self._history.append(rec)
+            self._latest[rec.source] = rec
+            self.status[rec.source].last_seq = rec.seq
+        if self.run_dir is not None:
+            if new_series:
+                self.run_dir.append(SERIES_FILE, [asdict(s) for s in new_series], flush=True)
+            self.run_dir.append(SAMPLES_FILE, [rec.to_json()])
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            if self.run_dir is not None:
+                self.run_dir.flush()
+
+    # -- views (thread-safe copies) -------------------------------------------------------------------------------
+    def latest(self) -> dict[str, SampleRecord]:
+        """The latest record (good or gap) of each source."""
+        with self._lock:
+            return dict(self._latest)
+
+    def samples_after(self, seq: int = 0, since_epoch_ns: int = 0) -> list[SampleRecord]:
+        """Records still in the history with ``seq > seq`` and ``t_epoch_ns >= since_epoch_ns``, in order."""
+        with self._lock:
+            return [r for r in self._history if r.seq > seq and r.t_epoch_ns >= since_epoch_ns]
+
+    def series(self, after_seq: int = 0) -> list[SeriesRecord]:
+        """Declarations with ``seq > after_seq``."""
+        return [s for s in self.table.records() if s.seq > after_seq]
+
+    def statuses(self) -> list[SourceStatus]:
+        """A copy of every source's counters."""
+        with self._lock:
+            return [SourceStatus(s.name, s.info, s.timeout_s, s.samples_total, s.errors_total, s.last_error,
+                                 s.last_seq, list(s.known_ids)) for s in self.status.values()]

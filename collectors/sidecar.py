@@ -1,0 +1,114 @@
+"""Assemble a sidecar: the sources for one server, the collector writing a run directory, and its HTTP API.
+
+>>> target = ServerTarget(http_url=server.http_url, metrics_url=server.metrics_url)
+>>> with Sidecar(target, RunDir("runs/x"), SidecarOptions(port=0)) as sidecar:
+...     print(sidecar.url)          # http://127.0.0.1:PORT (JSON under /api, Prometheus on /metrics)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from collectors.core import Collector
+from collectors.gpu import NvmlSource
+from collectors.http_api import ApiServer
+from collectors.nvml import Nvml
+from collectors.process_tree import ProcessTreeSource
+from collectors.shm import ShmSource
+from collectors.source import Source
+from collectors.target import ServerTarget
+from collectors.triton_metrics import TritonMetricsSource
+from rmt.errors import ConfigError
+from rmt.rundir import RunDir
+
+#: Every source, in the order they are reported.
+SOURCE_NAMES = ("process", "triton_metrics", "shm", "nvml")
+
+
+@dataclass
+class SidecarOptions:
+    """How the sidecar samples and serves (one schema; the CLI and the Locust plugin fill it)."""
+
+    interval_s: float = 0.1
+    """Sampling interval of every source (default 10 Hz)."""
+    timeout_s: float = 1.0
+    """Per-source read timeout; a longer read is a gap."""
+    sources: Sequence[str] = SOURCE_NAMES
+    detail_every_s: float = 1.0
+    """Process threads/fds/CPU cadence."""
+    uss_every_s: float = 5.0
+    """Process USS cadence (a page walk per process)."""
+    host: str = "127.0.0.1"
+    port: int | None = 0
+    """HTTP API port (0: a free one; None: no HTTP API)."""
+    name: str = "local"
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the fix for the first bad option."""
+        check_interval(self.interval_s, "--interval")
+        check_interval(self.timeout_s, "--timeout")
+        check_interval(self.detail_every_s, "--detail-every")
+        check_interval(self.uss_every_s, "--uss-every")
+        unknown = [s for s in self.sources if s not in SOURCE_NAMES]
+        if unknown or not self.sources:
+            raise ConfigError(f"bad --sources {','.join(self.sources)!r}: choose from {','.join(SOURCE_NAMES)}")
+        if self.port is not None and not 0 <= self.port < 65536:
+            raise ConfigError(f"bad --port {self.port}: use 1-65535, or 0 for a free one")
+
+
+def check_interval(value: float, flag: str) -> None:
+    """A positive, finite number of seconds, else ConfigError naming ``flag``."""
+    if not 0 < value < 1e6:
+        raise ConfigError(f"bad {flag} {value!r}: give a positive number of seconds, e.g. 0.1")
+
+
+def build_sources(target: ServerTarget, options: SidecarOptions, *, nvml: Nvml | None = None) -> list[Source]:
+    """The sources named in ``options.sources``, all watching ``target``."""
+    made: dict[str, Source] = {
+        "process": ProcessTreeSource(target, timeout_s=options.timeout_s, detail_every_s=options.detail_every_s,
+                                     uss_every_s=options.uss_every_s),
+        "triton_metrics": TritonMetricsSource(target, timeout_s=options.timeout_s),
+        "shm": ShmSource(target, timeout_s=options.timeout_s),
+        "nvml": NvmlSource(target, nvml=nvml, timeout_s=options.timeout_s),
+    }
+    return [made[name] for name in options.sources]
+
+
+class Sidecar:
+    """A collector over one server's sources, with its HTTP API; ``start()``/``stop()`` or ``with``."""
+
+    def __init__(self, target: ServerTarget, run_dir: RunDir | None, options: SidecarOptions | None = None, *,
+                 nvml: Nvml | None = None) -> None:
+        self.options = options or SidecarOptions()
+        self.options.validate()
+        self.target = target
+        self.collector = Collector(build_sources(target, self.options, nvml=nvml), run_dir=run_dir,
+                                   interval_s=self.options.interval_s, name=self.options.name)
+        self.api: ApiServer | None = None
+        if self.options.port is not None:
+            self.api = ApiServer(self.collector, host=self.options.host, port=self.options.port)
+
+    @property
+    def url(self) -> str | None:
+        """The HTTP API's base URL (None without one)."""
+        return self.api.url if self.api is not None else None
+
+    def start(self) -> Sidecar:
+        """Start sampling, then serving."""
+        self.collector.start()
+        if self.api is not None:
+            self.api.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and sampling (joins every thread, flushes the run directory)."""
+        if self.api is not None:
+            self.api.stop()
+        self.collector.stop()
+
+    def __enter__(self) -> Sidecar:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,71 @@
+"""The contract between the sampling loop and a source module, and the clock every loop reads.
+
+A source is opened once (it may declare itself unavailable there, with a reason), then read at every tick of its
+own thread. ``read`` returns a :class:`~collectors.series.Reading` or raises :class:`~rmt.errors.SourceUnavailable`
+with a one-line reason: that tick becomes a gap (NaN + error count), never a zero.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from collectors.series import Reading
+
+
+class Clock(Protocol):
+    """Where the collector reads time (injected; tests and replays may pass their own)."""
+
+    def mono_ns(self) -> int:
+        """Monotonic nanoseconds (sampling schedule, durations)."""
+        ...
+
+    def epoch_ns(self) -> int:
+        """Wall-clock nanoseconds since the epoch (time axis across hosts)."""
+        ...
+
+
+class SystemClock:
+    """The host's clocks: ``time.monotonic_ns`` and ``time.time_ns``."""
+
+    def mono_ns(self) -> int:
+        """``time.monotonic_ns()``."""
+        return time.monotonic_ns()
+
+    def epoch_ns(self) -> int:
+        """``time.time_ns()``."""
+        return time.time_ns()
+
+
+@dataclass
+class SourceInfo:
+    """What a source says about itself when opened (goes into the run manifest under ``collector.sources``)."""
+
+    available: bool = True
+    reason: str = ""
+    """Why the source is unavailable (one line naming the fix), empty when available."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Source-specific facts for the manifest (endpoint, PID, memory API, ...)."""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    """Top-level keys this source adds to the run manifest (e.g. ``gpus``, ``nvml``)."""
+
+
+class Source(Protocol):
+    """One source of samples (``nvml``, ``process``, ``triton_metrics``, ``shm``, ``model_stats``)."""
+
+    name: str
+    timeout_s: float
+    """A read taking longer than this is a gap (HTTP sources also use it as their socket timeout)."""
+
+    def open(self) -> SourceInfo:
+        """Prepare the source; report it unavailable (never raise) when it cannot work on this host."""
+        ...
+
+    def read(self) -> Reading:
+        """One read; raise SourceUnavailable with the reason for a gap."""
+        ...
+
+    def close(self) -> None:
+        """Release what ``open`` took."""
+        ...
