@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from checkers.data import RunInputs
+from rmt.measures import register_measure
 
 PASS = "pass"
 FAIL = "fail"
@@ -76,6 +77,13 @@ class Check(ABC):
     """Unit of ``measure`` (one of :data:`rmt.measures.UNITS`)."""
     comparison: ClassVar[str] = "<="
     params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register the measure of every concrete check in the one table of measures."""
+        super().__init_subclass__(**kwargs)
+        if "measure" in cls.__dict__:
+            register_measure(cls.measure, cls.unit, "checkers", "lower" if cls.comparison == "<=" else "higher",
+                             f"{cls.name} check: {cls.summary}")
 
     def __init__(self, values: Mapping[str, Any] | None = None, *, required: bool = False) -> None:
         """``values``: parameter name → written value (defaults for the rest). ``required``: the user asked for

@@ -28,17 +28,12 @@ from checkers.sched_checks import (
     WeightsCheck,
 )
 from rmt.errors import ConfigError
-from rmt.measures import register_measure
 
 #: Every check, by spec name. Add a check here (one table, no second list).
 CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     LeakCheck, PoolGrowthCheck, RateLimitCheck, FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck,
     WarmupCheck,
 )}
-
-for _cls in CHECKS.values():
-    register_measure(_cls.measure, _cls.unit, "checkers", "lower" if _cls.comparison == "<=" else "higher",
-                     f"{_cls.name} check: {_cls.summary}")
 
 Spec = dict[str, dict[str, Any]]
 """Check name → parameter name → written value; the reserved parameter ``enabled`` holds on/off."""

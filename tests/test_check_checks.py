@@ -1,0 +1,142 @@
+"""Every check FAILS on a planted defect and PASSES on its healthy twin (synthetic run inputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from checkers.base import FAIL, PASS, SKIP, Check
+from checkers.data import RunInputs
+from checkers.memory_checks import LeakCheck, PoolGrowthCheck
+from checkers.ratelimit import repository_limits
+from checkers.sched_checks import (
+    FairnessCheck,
+    PriorityCheck,
+    RateLimitCheck,
+    StarvationCheck,
+    WarmupCheck,
+    WeightsCheck,
+)
+from checkers.synthetic import instance_trace, memory_series, windows
+
+ZOO = Path(__file__).resolve().parent.parent / "model_repository"
+MS = 1_000_000
+
+
+def statuses(check: Check, run: RunInputs) -> list[str]:
+    return [v.status for v in check.evaluate(run)]
+
+
+def test_leak_fails_on_planted_slope_passes_on_flat() -> None:
+    leak = RunInputs(memory=[memory_series(1, leak_bytes_per_request=100.0, name="rss_bytes{model=leak_host}")])
+    healthy = RunInputs(memory=[memory_series(1, name="rss_bytes{model=leak_host_healthy}")])
+    (v,) = LeakCheck().evaluate(leak)
+    assert v.status == FAIL and v.subject == "rss_bytes{model=leak_host}"
+    assert v.measured == pytest.approx(1e6, rel=0.1) and v.threshold == 512 * 1024
+    assert v.evidence["bytes_per_request"] == pytest.approx(100, rel=0.1) and v.evidence["plot"]
+    assert statuses(LeakCheck(), healthy) == [PASS]
+    # a looser threshold lets the same leak pass: the threshold is what decides
+    assert statuses(LeakCheck({"max_growth": "2MiB/10k"}), leak) == [PASS]
+
+
+def test_leak_reports_every_failing_series() -> None:
+    run = RunInputs(memory=[memory_series(s, leak_bytes_per_request=300.0, name=f"s{s}") for s in range(3)]
+                    + [memory_series(9, name="ok")])
+    verdicts = LeakCheck().evaluate(run)
+    assert [v.status for v in verdicts] == [FAIL, FAIL, FAIL, PASS]
+    assert statuses(LeakCheck({"series": "ok"}), run) == [PASS]
+
+
+def test_pool_growth_only_judges_pool_series() -> None:
+    pool = memory_series(2, leak_bytes_per_request=400.0, kind="pool", name="pinned_pool_bytes")
+    flat_pool = memory_series(2, kind="pool", name="pinned_pool_bytes")
+    assert statuses(PoolGrowthCheck(), RunInputs(memory=[pool])) == [FAIL]
+    assert statuses(PoolGrowthCheck(), RunInputs(memory=[flat_pool])) == [PASS]
+    assert statuses(PoolGrowthCheck(), RunInputs(memory=[memory_series(2, leak_bytes_per_request=400.0)])) == [SKIP]
+
+
+def _rl_run(overlap: bool) -> RunInputs:
+    """rl_high and rl_low each ask R1:2 per instance; no flag → budget 2 → one execution at a time."""
+    starts = np.arange(0, 100 * MS, 10 * MS)
+    traces = [
+        instance_trace("rl_high", "rl_high_0_0", starts, 4 * MS),
+        instance_trace("rl_high", "rl_high_0_1", starts + 5 * MS, 4 * MS),
+        instance_trace("rl_low", "rl_low_0_0", starts + (2 * MS if overlap else 4 * MS), 1 * MS),
+    ]
+    return RunInputs(traces=traces, models=repository_limits(ZOO), rate_limiter_on=True)
+
+
+def test_rate_limit_fails_when_budget_exceeded_passes_when_respected() -> None:
+    verdicts = RateLimitCheck().evaluate(_rl_run(overlap=True))
+    assert [(v.subject, v.status) for v in verdicts] == [("R1@device 0", FAIL)]
+    v = verdicts[0]
+    assert v.measured == 4 and v.threshold == 2
+    assert v.evidence["executing"] == ["rl_high_0_0", "rl_low_0_0"]
+    assert statuses(RateLimitCheck(), _rl_run(overlap=False)) == [PASS]
+
+
+def test_rate_limit_uses_the_server_flags_as_budget() -> None:
+    run = _rl_run(overlap=True)
+    run.rate_limit_flags = ["R1:4"]
+    assert statuses(RateLimitCheck(), run) == [PASS]
+    run.rate_limiter_on = False
+    assert statuses(RateLimitCheck(), run) == [SKIP]
+
+
+def test_fairness_fails_when_one_model_is_starved_of_share() -> None:
+    fair = RunInputs(windows=[windows("a", "a", seconds=60, rate_per_s=50, seed=1, pending=2),
+                              windows("b", "b", seconds=60, rate_per_s=50, seed=2, pending=2)])
+    unfair = RunInputs(windows=[windows("a", "a", seconds=60, rate_per_s=95, seed=1, pending=2),
+                                windows("b", "b", seconds=60, rate_per_s=5, seed=2, pending=2)])
+    assert statuses(FairnessCheck(), fair) == [PASS]
+    (v,) = FairnessCheck().evaluate(unfair)
+    assert v.status == FAIL and v.measured is not None and v.measured < 0.7 and "b" in v.explanation
+
+
+def test_fairness_weights_follow_the_rate_limiter_priority() -> None:
+    models = repository_limits(ZOO)
+    two_to_one = [windows("h", "rl_high", seconds=60, rate_per_s=100, seed=1, pending=3),
+                  windows("l", "rl_low", seconds=60, rate_per_s=50, seed=2, pending=3)]
+    assert statuses(FairnessCheck(), RunInputs(windows=two_to_one, models=models, rate_limiter_on=True)) == [PASS]
+    assert statuses(WeightsCheck(), RunInputs(windows=two_to_one, models=models, rate_limiter_on=True)) == [PASS]
+    even = [windows("h", "rl_high", seconds=60, rate_per_s=75, seed=1, pending=3),
+            windows("l", "rl_low", seconds=60, rate_per_s=75, seed=2, pending=3)]
+    (v,) = WeightsCheck().evaluate(RunInputs(windows=even, models=models, rate_limiter_on=True))
+    assert v.status == FAIL and v.subject == "rl_high vs rl_low" and v.evidence["expected_ratio"] == 2.0
+    assert statuses(WeightsCheck(), RunInputs(windows=even, models=models, rate_limiter_on=False)) == [SKIP]
+
+
+def test_starvation_fails_on_a_stall_passes_without() -> None:
+    stalled = RunInputs(windows=[windows("low", "m", seconds=60, rate_per_s=20, stall=(20, 32))])
+    (v,) = StarvationCheck().evaluate(stalled)
+    assert v.status == FAIL and v.measured == 12.0 and v.evidence["start_s"] == 20.0
+    assert statuses(StarvationCheck(), RunInputs(windows=[windows("low", "m", seconds=60, rate_per_s=20)])) == [PASS]
+    assert statuses(StarvationCheck({"max_gap": "15s"}), stalled) == [PASS]
+
+
+def test_priority_fails_when_high_priority_is_slower() -> None:
+    def run(high_us: float, low_us: float) -> RunInputs:
+        return RunInputs(windows=[windows("hi", "queue_priority", seconds=10, rate_per_s=5, priority=1,
+                                          latency_us=high_us),
+                                  windows("lo", "queue_priority", seconds=10, rate_per_s=5, priority=2,
+                                          latency_us=low_us, seed=3)])
+    (ok,) = PriorityCheck().evaluate(run(2_000, 20_000))
+    assert ok.status == PASS and ok.measured is not None and ok.measured < 0.2
+    assert statuses(PriorityCheck(), run(20_000, 2_000)) == [FAIL]
+
+
+def test_warmup_cold_start_fails_passes_on_warmed_twin() -> None:
+    cold = RunInputs(windows=[windows("c", "cold_start", seconds=10, rate_per_s=5, first_us=[802_000.0])])
+    warm = RunInputs(windows=[windows("w", "cold_start_warmed", seconds=10, rate_per_s=5, first_us=[2_500.0])])
+    (v,) = WarmupCheck().evaluate(cold)
+    assert v.status == FAIL and v.measured is not None and v.measured > 100
+    assert statuses(WarmupCheck(), warm) == [PASS]
+
+
+@pytest.mark.parametrize("cls", [LeakCheck, PoolGrowthCheck, RateLimitCheck, FairnessCheck, StarvationCheck,
+                                 WeightsCheck, PriorityCheck, WarmupCheck])
+def test_no_evidence_skips_unless_required(cls: type[Check]) -> None:
+    assert statuses(cls(), RunInputs()) == [SKIP]
+    assert statuses(cls(required=True), RunInputs()) == [FAIL]
