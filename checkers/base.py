@@ -106,6 +106,14 @@ class Check(ABC):
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per subject found in ``run`` (at least one: a skip when there is nothing to judge)."""
 
+    def run(self, run: RunInputs) -> list[Verdict]:
+        """:meth:`evaluate`, plus a FAIL when the check was required but every subject was skipped."""
+        verdicts = self.evaluate(run)
+        if self.required and not any(v.status in (PASS, FAIL) for v in verdicts):
+            verdicts += self.no_evidence("subject with enough data", f"every subject was skipped, but {self.name} "
+                                         "was asked for explicitly: record more data or drop the check")
+        return verdicts
+
     def verdict(self, subject: str, measured: float, threshold: float, explanation: str,
                 evidence: dict[str, Any] | None = None, *, status: str | None = None) -> Verdict:
         """A verdict of this check; the status is judged from measured vs threshold unless given."""

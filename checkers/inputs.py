@@ -2,22 +2,38 @@
 
 Everything else in :mod:`checkers` is a pure function of :class:`~checkers.data.RunInputs`; this module alone knows
 the files. Read so far: ``manifest.json`` (server options → rate limiter on/off and ``--rate-limit-resource`` flags;
-the model repository → per-instance rate-limiter needs and weights; the scenario's ``checks`` spec).
+the model repository → per-instance rate-limiter needs and weights; the scenario's ``checks`` spec) and the
+collectors' memory series (``series.jsonl``/``samples.jsonl`` through :func:`collectors.series.load_series`).
 
-PENDING: memory series (``collectors``' ``series.jsonl``/``samples.jsonl``), request windows and probe traces
-(``rmt_users``) — their formats are not committed yet; until they are, those inputs stay empty and the checks that
-need them report *skip* (or *fail* when asked for explicitly), with a note saying why.
+Which series are judged follows :data:`rmt.measures.MEASURES`, not a list here: every ``bytes`` measure whose better
+direction is ``lower`` is memory, except those in :data:`NOT_THE_SERVERS`; a measure from the ``shm`` source or
+with ``pool`` in its name is a *pool*. The x axis is completed requests (``nv_inference_request_success`` +
+``nv_inference_request_failure``, failures count: an error path can leak): of the series' own model when it has a
+``model`` label, of the whole server otherwise, interpolated at the memory sample times.
+
+PENDING: request windows and probe traces (``rmt_users``) — their format is not committed yet; until it is, those
+inputs stay empty and the checks that need them report *skip* (or *fail* when asked for explicitly), with a note.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from checkers.data import RunInputs
+import numpy as np
+
+from checkers.data import MemorySeries, RunInputs
 from checkers.ratelimit import repository_limits
+from collectors import sidecar  # noqa: F401 - imports every source, so their measures are registered
+from collectors.series import SAMPLES_FILE, Series, load_series
 from rmt.errors import ConfigError
+from rmt.measures import MEASURES
 from rmt.rundir import RunDir
+
+#: Memory measures that are not the server's own memory, with the reason they are not judged.
+NOT_THE_SERVERS = {"nv_cpu_memory_used_bytes": "machine-wide (MemTotal - MemAvailable): every process of the host"}
+COMPLETED = ("nv_inference_request_success", "nv_inference_request_failure")
 
 
 def server_options(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -53,5 +69,64 @@ def load_inputs(run: RunDir) -> RunInputs:
             inputs.models = repository_limits(Path(repo))
         except ConfigError as exc:
             inputs.notes.append(f"model configs not read: {exc}")
-    inputs.notes.append("memory series, request windows and probe traces: reader pending (formats not committed)")
+    if (run.path / SAMPLES_FILE).exists():
+        inputs.memory = memory_series(load_series(run))
+        if not inputs.memory:
+            inputs.notes.append("no memory series with completed-request counts (is triton_metrics sampled?)")
+    else:
+        inputs.notes.append(f"no {SAMPLES_FILE}: no collector ran, memory checks have nothing to judge")
+    inputs.notes.append("request windows and probe traces: reader pending (rmt_users format not committed)")
     return inputs
+
+
+def memory_kind(measure: str) -> str | None:
+    """``memory``, ``pool`` or None (not judged) for a registered measure."""
+    m = MEASURES.get(measure)
+    if m is None or m.unit != "bytes" or m.better != "lower" or measure in NOT_THE_SERVERS:
+        return None
+    return "pool" if m.source == "shm" or "pool" in measure else "memory"
+
+
+def series_name(s: Series) -> str:
+    """``measure{label=value,...}`` without the volatile ``pid``."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "pid")
+    return f"{s.measure}{{{labels}}}" if labels else s.measure
+
+
+def completed_counters(series: Mapping[tuple[str, int], Series]) -> dict[str | None, tuple[np.ndarray, np.ndarray]]:
+    """Cumulative completed requests per model (key None: the whole server) as (t_epoch_ns, count) step series."""
+    per_model: dict[str, list[Series]] = {}
+    for s in series.values():
+        if s.measure in COMPLETED and "model" in s.labels:
+            per_model.setdefault(s.labels["model"], []).append(s)
+    out: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+    for model, parts in per_model.items():
+        out[model] = _sum_on_union(parts)
+    if per_model:
+        out[None] = _sum_on_union([p for parts in per_model.values() for p in parts])
+    return out
+
+
+def _sum_on_union(parts: list[Series]) -> tuple[np.ndarray, np.ndarray]:
+    t = np.unique(np.concatenate([p.t_epoch_ns for p in parts]))
+    total = np.zeros(len(t))
+    for p in parts:
+        ok = np.isfinite(p.values)
+        if ok.any():
+            total += np.interp(t, p.t_epoch_ns[ok], p.values[ok], left=0.0)
+    return t, total
+
+
+def memory_series(series: Mapping[tuple[str, int], Series]) -> list[MemorySeries]:
+    """Every judged memory/pool series with completed requests at each sample (dropped when there are none)."""
+    counters = completed_counters(series)
+    out: list[MemorySeries] = []
+    for s in series.values():
+        kind = memory_kind(s.measure)
+        counter = counters.get(s.labels.get("model")) or counters.get(None)
+        if kind is None or counter is None or len(s.values) == 0:
+            continue
+        t_ns, done = counter
+        requests = np.interp(s.t_epoch_ns, t_ns, done, left=np.nan, right=np.nan)
+        out.append(MemorySeries(series_name(s), s.t_epoch_ns / 1e9, requests, s.values, kind))
+    return sorted(out, key=lambda m: m.name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, ClassVar
 
+import numpy as np
+
 from checkers.base import FAIL, PASS, SKIP, Check, Param, Verdict
 from checkers.data import MemorySeries, RunInputs
 from checkers.quantity import format_bytes, parse_growth, parse_number, parse_warmup
@@ -52,10 +54,12 @@ class LeakCheck(Check):
         limit_per_10k = self.values["max_growth"] * PER_REQUESTS
         trend = fit_trend(s.t_s, s.requests, s.values, warmup_fraction=fraction, warmup_s=seconds)
         if trend is None:
-            status = FAIL if self.required else SKIP
-            return self.verdict(s.name, float("nan"), limit_per_10k,
-                                "too few samples after the warm-up, or no completed requests, to fit a trend",
-                                {"samples": len(s.values)}, status=status)
+            finite = s.requests[np.isfinite(s.requests)]
+            done = float(finite.max() - finite.min()) if finite.size else 0.0
+            why = ("no request completed while it was sampled" if done <= 0 else
+                   f"too few samples after the warm-up ({len(s.values)} in all) to fit a trend")
+            return self.verdict(s.name, float("nan"), limit_per_10k, why,
+                                {"samples": len(s.values), "requests_completed": done}, status=SKIP)
         leaking = is_leak(trend, max_growth_per_10k_bytes=limit_per_10k, alpha=self.values["alpha"])
         return self.verdict(s.name, trend.growth_per_10k_bytes, limit_per_10k, self._explain(trend, leaking),
                             self._evidence(trend), status=FAIL if leaking else PASS)

@@ -26,7 +26,7 @@ MS = 1_000_000
 
 
 def statuses(check: Check, run: RunInputs) -> list[str]:
-    return [v.status for v in check.evaluate(run)]
+    return [v.status for v in check.run(run)]
 
 
 def test_leak_fails_on_planted_slope_passes_on_flat() -> None:
@@ -55,6 +55,15 @@ def test_pool_growth_only_judges_pool_series() -> None:
     assert statuses(PoolGrowthCheck(), RunInputs(memory=[pool])) == [FAIL]
     assert statuses(PoolGrowthCheck(), RunInputs(memory=[flat_pool])) == [PASS]
     assert statuses(PoolGrowthCheck(), RunInputs(memory=[memory_series(2, leak_bytes_per_request=400.0)])) == [SKIP]
+
+
+def test_idle_series_are_skipped_and_required_fails_only_when_nothing_was_judged() -> None:
+    idle = memory_series(4, name="idle")
+    idle.requests[:] = 100.0  # its model completed nothing while sampled
+    (v,) = LeakCheck().run(RunInputs(memory=[idle]))
+    assert v.status == SKIP and "no request completed" in v.explanation
+    assert statuses(LeakCheck(required=True), RunInputs(memory=[idle])) == [SKIP, FAIL]
+    assert statuses(LeakCheck(required=True), RunInputs(memory=[idle, memory_series(5)])) == [SKIP, PASS]
 
 
 def _rl_run(overlap: bool) -> RunInputs:

@@ -55,7 +55,7 @@ def evaluate(checks: list[Check], inputs: RunInputs) -> list[Verdict]:
     """Every verdict of every check (all are evaluated, whatever fails)."""
     verdicts: list[Verdict] = []
     for check in checks:
-        verdicts += check.evaluate(inputs)
+        verdicts += check.run(inputs)
     return verdicts
 
 
