@@ -52,7 +52,8 @@ def test_leak_grows_the_stub_rss_twin_stays_flat_counters_match(triton_server: E
     with Sidecar(target, run, options) as sidecar:
         wait_for(lambda: good_samples(sidecar, "process") >= 3 and good_samples(sidecar, "triton_metrics") >= 3,
                  60, "first good samples")
-        jobs = [(m, np.ones((1, 16), np.float32), {}) for m in ("leak_host", "leak_host_healthy") for _ in range(N)]
+        jobs: list[tuple[str, np.ndarray, dict[str, Any]]] = [
+            (m, np.ones((1, 16), np.float32), {}) for m in ("leak_host", "leak_host_healthy") for _ in range(N)]
         results = infer_all(triton_server.http_url, jobs, concurrency=4)
         assert not [r for r in results if isinstance(r, Exception)]
 
