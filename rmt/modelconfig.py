@@ -84,3 +84,46 @@ def example_inputs(config: Any, *, batch: int = 1, free_dim: int = 16,
         else:
             arrays[spec.name] = (rng.random(shape) * 100).astype(spec.np_dtype)
     return arrays
+
+
+# -- scheduling facts a traffic generator must respect (added for rmt_users) ---------------------------------------------
+@dataclass(frozen=True)
+class QueuePolicy:
+    """The dynamic batcher's queue policy that applies to one priority level of a model."""
+
+    timeout_action: str
+    """``REJECT`` or ``DELAY``."""
+    default_timeout_us: int
+    """0: queued requests never time out and a request's ``timeout`` is ignored (it may only shorten a default)."""
+    allow_timeout_override: bool
+    max_queue_size: int
+    """0: unbounded."""
+
+    @property
+    def honours_request_timeout(self) -> bool:
+        """Whether a request's ``timeout`` parameter takes effect (an override may only shorten a nonzero default)."""
+        return self.allow_timeout_override and self.default_timeout_us > 0
+
+
+def priority_levels(config: Any) -> int:
+    """``dynamic_batching.priority_levels`` (0: the model has no priority levels)."""
+    return int(config.dynamic_batching.priority_levels) if config.HasField("dynamic_batching") else 0
+
+
+def queue_policy(config: Any, priority: int = 0) -> QueuePolicy | None:
+    """The queue policy a request of ``priority`` (0: the default level) meets; ``None`` without a dynamic batcher."""
+    if not config.HasField("dynamic_batching"):
+        return None
+    batching = config.dynamic_batching
+    level = priority or int(batching.default_priority_level)
+    policy = batching.priority_queue_policy[level] if level in batching.priority_queue_policy \
+        else batching.default_queue_policy
+    return QueuePolicy(str(mc.ModelQueuePolicy.TimeoutAction.Name(policy.timeout_action)),
+                       int(policy.default_timeout_microseconds), bool(policy.allow_timeout_override),
+                       int(policy.max_queue_size))
+
+
+def output_specs(config: Any) -> list[InputSpec]:
+    """The outputs of a ``ModelConfig`` (same shape description as inputs; ``optional`` is always False)."""
+    batched = config.max_batch_size > 0
+    return [InputSpec(o.name, triton_dtype(o.data_type), tuple(o.dims), False, batched) for o in config.output]
