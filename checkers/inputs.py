@@ -11,19 +11,25 @@ with ``pool`` in its name is a *pool*. The x axis is completed requests (``nv_in
 ``nv_inference_request_failure``, failures count: an error path can leak): of the series' own model when it has a
 ``model`` label, of the whole server otherwise, interpolated at the memory sample times.
 
-PENDING: request windows and probe traces (``rmt_users``) — their format is not committed yet; until it is, those
-inputs stay empty and the checks that need them report *skip* (or *fail* when asked for explicitly), with a note.
+Request windows (``windows.jsonl``) and probe traces (``traces.jsonl``) are read as plain JSON by the field names of
+``rmt_users.windows.LoadWindow`` and ``ProbeTrace`` (a test builds its input through those dataclasses, so a field
+drift fails it). Windows of one stream are summed over protocols and phases;
+priority 0 (the model's default level) counts as unknown; the steady-state histogram leaves out the first
+:data:`STEADY_AFTER_S` seconds of a stream; a trace's instance is named ``<model>_0_<instance_index>`` (models with
+one instance group).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hdrh.histogram import HdrHistogram
 
-from checkers.data import MemorySeries, RunInputs
+from checkers.data import InstanceTrace, MemorySeries, RunInputs, StreamWindows
+from checkers.latency import new_histogram
 from checkers.ratelimit import repository_limits
 from collectors import sidecar  # noqa: F401 - imports every source, so their measures are registered
 from collectors.series import SAMPLES_FILE, Series, load_series
@@ -34,6 +40,10 @@ from rmt.rundir import RunDir
 #: Memory measures that are not the server's own memory, with the reason they are not judged.
 NOT_THE_SERVERS = {"nv_cpu_memory_used_bytes": "machine-wide (MemTotal - MemAvailable): every process of the host"}
 COMPLETED = ("nv_inference_request_success", "nv_inference_request_failure")
+WINDOWS_FILE = "windows.jsonl"
+TRACES_FILE = "traces.jsonl"
+STEADY_AFTER_S = 10.0
+FAILED_FIELDS = ("failed_timeout", "failed_rejected", "failed_server", "failed_client")
 
 
 def server_options(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +85,67 @@ def load_inputs(run: RunDir) -> RunInputs:
             inputs.notes.append("no memory series with completed-request counts (is triton_metrics sampled?)")
     else:
         inputs.notes.append(f"no {SAMPLES_FILE}: no collector ran, memory checks have nothing to judge")
-    inputs.notes.append("request windows and probe traces: reader pending (rmt_users format not committed)")
+    if (run.path / WINDOWS_FILE).exists():
+        inputs.windows = stream_windows(run.read(WINDOWS_FILE))
+    else:
+        inputs.notes.append(f"no {WINDOWS_FILE}: no load ran, request checks have nothing to judge")
+    if (run.path / TRACES_FILE).exists():
+        inputs.traces = instance_traces(run.read(TRACES_FILE))
     return inputs
+
+
+def _decode(text: str | None) -> HdrHistogram | None:
+    return HdrHistogram.decode(text.encode("ascii")) if text else None
+
+
+def stream_windows(records: Iterable[dict[str, Any]]) -> list[StreamWindows]:
+    """``windows.jsonl`` records → one :class:`StreamWindows` per stream (protocols and phases summed)."""
+    rows: dict[str, dict[int, list[float]]] = {}
+    meta: dict[str, tuple[str, int | None]] = {}
+    hists: dict[str, list[tuple[int, str]]] = {}
+    first: dict[str, tuple[int, float]] = {}
+    for rec in records:
+        stream, t = str(rec["stream"]), int(rec["window_start_ns"])
+        meta.setdefault(stream, (str(rec["model"]), int(rec["priority"]) or None))
+        acc = rows.setdefault(stream, {}).setdefault(t, [0.0, 0.0, 0.0, 0.0])
+        acc[0] += rec["sent"]
+        acc[1] += rec["succeeded"]
+        acc[2] += sum(rec[f] for f in FAILED_FIELDS)
+        acc[3] += rec["in_flight"]
+        if rec["succeeded"]:
+            hists.setdefault(stream, []).append((t, rec["latency_us_hdr"]))
+            if rec.get("latency_max_us") is not None and (stream not in first or t < first[stream][0]):
+                first[stream] = (t, float(rec["latency_max_us"]))
+    out = []
+    for stream, by_t in sorted(rows.items()):
+        ts = np.array(sorted(by_t), dtype=np.int64)
+        cols = np.array([by_t[t] for t in ts.tolist()], dtype=float).reshape(-1, 4)
+        start = int(ts[0])
+        steady = new_histogram()
+        for t, text in hists.get(stream, []):
+            h = _decode(text) if t - start >= STEADY_AFTER_S * 1e9 else None
+            if h is not None:
+                steady.add(h)
+        model, priority = meta[stream]
+        out.append(StreamWindows(stream, model, ts / 1e9, cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], priority,
+                                 steady if steady.get_total_count() else None,
+                                 np.array([first[stream][1]]) if stream in first else None))
+    return out
+
+
+def instance_traces(records: Iterable[dict[str, Any]]) -> list[InstanceTrace]:
+    """``traces.jsonl`` rows → one :class:`InstanceTrace` per instance (one row per execution, batch rows merged)."""
+    execs: dict[tuple[str, int, int], dict[tuple[int, int], tuple[int, int, int]]] = {}
+    for rec in records:
+        model = str(rec["stream"]).split("/", 1)[0]
+        key = (model, int(rec["instance_index"]), int(rec["device_id"]))
+        execs.setdefault(key, {})[(int(rec["pid"]), int(rec["exec_index"]))] = (
+            int(rec["start_ns"]), int(rec["end_ns"]), int(rec.get("cold") or 0))
+    out = []
+    for (model, index, device), rows in sorted(execs.items()):
+        arr = np.array(sorted(rows.values()), dtype=np.int64).reshape(-1, 3)
+        out.append(InstanceTrace(model, f"{model}_0_{index}", device, arr[:, 0], arr[:, 1], arr[:, 2]))
+    return out
 
 
 def memory_kind(measure: str) -> str | None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hdrh.histogram import HdrHistogram
 
 from checkers.inputs import load_inputs, memory_kind
+from checkers.spec import build_checks
 from collectors.series import SAMPLES_FILE, SERIES_FILE
 from rmt.rundir import RunDir
+from rmt_users.windows import LoadWindow, ProbeTrace
 
 
 def test_memory_kind_follows_the_measures_table() -> None:
@@ -60,3 +65,43 @@ def test_adapter_notes_what_is_missing(tmp_path: Path) -> None:
     inputs = load_inputs(RunDir(tmp_path))
     assert inputs.memory == [] and any("no manifest.json" in n for n in inputs.notes)
     assert any(SAMPLES_FILE in n for n in inputs.notes)
+
+
+def _window(t: int, stream: str, model: str, priority: int, ok: int, lat_us: float, in_flight: int = 0,
+            protocol: str = "http") -> dict:
+    h = HdrHistogram(1, 600_000_000, 3)  # the load side's histogram range
+    for _ in range(ok):
+        h.record_value(int(lat_us))
+    return {"window_start_ns": t * 10**9, "window_s": 1.0, "protocol": protocol, "stream": stream, "model": model,
+            "priority": priority, "pattern": "p", "phase": "main", "sent": ok, "succeeded": ok, "inferences": ok,
+            "failed_timeout": 0, "failed_rejected": 1, "failed_server": 0, "failed_client": 0, "dropped_cap": 0,
+            "delayed_cap": 0, "in_flight": in_flight, "in_flight_max": in_flight,
+            "latency_us_hdr": h.encode().decode("ascii") if ok else "", "service_us_hdr": "",
+            "latency_p50_us": lat_us, "latency_p99_us": lat_us, "latency_max_us": lat_us if ok else None,
+            "service_p50_us": lat_us, "service_p99_us": lat_us, "traced": 0, "processes": 1}
+
+
+def test_adapter_reads_windows_and_traces(tmp_path: Path) -> None:
+    rows = [_window(t, "queue_priority/p1/x", "queue_priority", 1, 5, 900_000.0 if t == 0 else 2_000.0)
+            for t in range(30)]
+    rows += [_window(t, "queue_priority/p1/x", "queue_priority", 1, 1, 2_000.0, in_flight=2, protocol="grpc")
+             for t in range(30)]
+    rows += [_window(t, "queue_priority/p2/x", "queue_priority", 2, 5, 40_000.0) for t in range(30)]
+    rows = [asdict(LoadWindow(**r)) for r in rows]  # the load side's record: a field drift fails here
+    (tmp_path / "windows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    traces = [asdict(ProbeTrace(protocol="http", stream="rl_high/p0/x", phase="main", request_id=f"{i}.{k}",
+                                intended_ns=0, sent_ns=0, done_ns=0, instance_index=i, device_id=0, pid=10 + i,
+                                exec_index=k, row=row, start_ns=k * 10_000 + i * 5_000,
+                                end_ns=k * 10_000 + i * 5_000 + 4_000, cold=0))
+              for i in (0, 1) for k in range(20) for row in (0, 1)]
+    (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces))
+    inputs = load_inputs(RunDir(tmp_path))
+    hi, lo = inputs.windows
+    assert (hi.stream, hi.priority, lo.priority) == ("queue_priority/p1/x", 1, 2)
+    assert hi.completed.tolist() == [6.0] * 30 and hi.failed.tolist() == [2.0] * 30 and hi.pending[0] == 2
+    assert hi.latency_first_us is not None and hi.latency_first_us.tolist() == [900_000.0]
+    assert hi.latency_steady is not None and hi.latency_steady.get_total_count() == 20 * 6  # first 10 s left out
+    verdicts = {v.check: v for c in build_checks({}) for v in c.run(inputs)}
+    assert verdicts["priority"].status == "pass" and verdicts["warmup"].status == "fail"
+    t0, t1 = inputs.traces
+    assert (t0.instance, t1.instance, len(t0.start_ns)) == ("rl_high_0_0", "rl_high_0_1", 20)

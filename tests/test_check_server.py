@@ -33,7 +33,9 @@ def _samples(run: RunDir, model: str) -> int:
     run.flush()
     found = find_series(load_series(run, measure="nv_inference_request_success"),
                         "nv_inference_request_success", model=model)
-    return int(found[0].values[-1]) if found and np.isfinite(found[0].values[-1]) else -1
+    if not found or not len(found[0].values) or not np.isfinite(found[0].values[-1]):
+        return -1  # declared, not sampled yet
+    return int(found[0].values[-1])
 
 
 def _counted(run: RunDir, start: dict[str, int], n: int) -> bool:
