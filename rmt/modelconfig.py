@@ -86,7 +86,7 @@ def example_inputs(config: Any, *, batch: int = 1, free_dim: int = 16,
     return arrays
 
 
-# -- scheduling facts a traffic generator must respect (added for rmt_users) ---------------------------------------------
+# -- scheduling facts a traffic generator must respect (added for rmt_users) -----------------------------------------
 @dataclass(frozen=True)
 class QueuePolicy:
     """The dynamic batcher's queue policy that applies to one priority level of a model."""
@@ -116,8 +116,7 @@ def queue_policy(config: Any, priority: int = 0) -> QueuePolicy | None:
         return None
     batching = config.dynamic_batching
     level = priority or int(batching.default_priority_level)
-    policy = batching.priority_queue_policy[level] if level in batching.priority_queue_policy \
-        else batching.default_queue_policy
+    policy = batching.priority_queue_policy.get(level, batching.default_queue_policy)
     return QueuePolicy(str(mc.ModelQueuePolicy.TimeoutAction.Name(policy.timeout_action)),
                        int(policy.default_timeout_microseconds), bool(policy.allow_timeout_override),
                        int(policy.max_queue_size))

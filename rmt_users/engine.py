@@ -163,7 +163,7 @@ class TrafficEngine:
         assert self.clock is not None
         return self.clock.index_at((mono_ns - self.start_mono_ns) / 1e9)
 
-    # -- open loop -------------------------------------------------------------------------------------------------------
+    # -- open loop ---------------------------------------------------------------------------------------------------
     def start_arrivals(self, dropped: Any) -> None:
         """Start issuing this process's share of the open-loop arrivals (idempotent).
 

@@ -88,10 +88,7 @@ class ArrivalProcess:
                     return None
                 t = end
                 continue
-            if self._poisson:
-                gap = self._rng.expovariate(rate)
-            else:
-                gap = (self._offset if self._first else 1.0) / rate
+            gap = self._rng.expovariate(rate) if self._poisson else (self._offset if self._first else 1.0) / rate
             self._first = False
             if t + gap >= end:
                 # No arrival left in this phase: restart the draw at its boundary with the next phase's rate

@@ -20,7 +20,9 @@ import gevent
 import tritonclient.http as httpclient
 from locust import User
 from locust.exception import StopUser
+from tritonclient.utils import InferenceServerException
 
+from rmt.errors import ConfigError
 from rmt_users.engine import TrafficEngine, engine_for
 from rmt_users.payloads import ID_WIDTH, Pool
 from rmt_users.transport import (
@@ -39,12 +41,23 @@ class TritonRequestError(Exception):
     """A failed inference as Locust's statistics see it: ``<reason>: <message>``."""
 
 
+def _missing_model(model: str, host: str, exc: InferenceServerException) -> ConfigError:
+    text = " ".join(str(exc.message() or exc).split())
+    if "unavailable" in text.lower() or "connect" in text.lower():
+        return ConfigError(f"cannot reach tritonserver at {host} ({text}): fix --host")
+    return ConfigError(f"model {model!r} is not on the server at {host} ({text}): fix the stream's model name")
+
+
 def fetch_config_http(host: str) -> Callable[[str], Any]:
     """``model → JSON config`` over HTTP (used to derive and check inputs before load)."""
     def fetch(model: str) -> Any:
         client = httpclient.InferenceServerClient(host, connection_timeout=10, network_timeout=30)
         try:
             return client.get_model_config(model)
+        except InferenceServerException as exc:
+            raise _missing_model(model, host, exc) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot reach tritonserver at {host} ({exc}): fix --host") from None
         finally:
             client.close()
     return fetch
@@ -59,6 +72,8 @@ def fetch_config_grpc(url: str) -> Callable[[str], Any]:
         client = grpcclient.InferenceServerClient(url)
         try:
             return client.get_model_config(model, as_json=True, client_timeout=30)["config"]
+        except InferenceServerException as exc:
+            raise _missing_model(model, url, exc) from None
         finally:
             client.close()
     return fetch
@@ -172,7 +187,7 @@ class TritonUser(User):
     def _dropped(self, stream: int, phase: int, delayed: bool, now_ns: int) -> None:
         self.engine.book.on_dropped(self._skeys[stream][phase], delayed, now_ns)
 
-    # -- the loop --------------------------------------------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------------------------------------
     def wait_time(self) -> float:
         """Closed loop: uniform(wait_s); open loop: none (the arrival queue paces)."""
         scenario = self.engine.scenario
@@ -205,7 +220,7 @@ class TritonUser(User):
         assert engine.picker is not None
         self.send(engine.picker.pick(phase_index), phase_index, now)
 
-    tasks: ClassVar[list[Any]] = [tasks_loop]
+    tasks = [tasks_loop]  # noqa: RUF012 - Locust's own attribute
 
     def send(self, stream: int, phase: int, intended_ns: int) -> int:
         """Send one request of ``stream`` issued in ``phase`` at ``intended_ns`` (monotonic); returns the outcome."""

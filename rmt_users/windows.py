@@ -233,8 +233,8 @@ def record_dict(record: LoadWindow | ProbeTrace) -> dict[str, Any]:
 
 def window_from_dict(data: dict[str, Any]) -> LoadWindow:
     """A :class:`LoadWindow` read back from ``windows.jsonl`` (null → NaN)."""
-    values = {f.name: (math.nan if data.get(f.name) is None and f.type == "float" else data.get(f.name))
-              for f in fields(LoadWindow)}
+    values: dict[str, Any] = {f.name: (math.nan if data.get(f.name) is None and f.type == "float"
+                                       else data.get(f.name)) for f in fields(LoadWindow)}
     return LoadWindow(**values)
 
 
