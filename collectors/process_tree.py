@@ -90,18 +90,10 @@ class ProcessTreeSource:
             labels = self._labels_of(tp)
             proc = tp.proc
             try:
-                with proc.oneshot():
-                    rss = float(proc.memory_info().rss)
-                    extra: list[Point] = []
-                    if detail:
-                        cpu = proc.cpu_times()
-                        extra += [Point("process_threads_count", labels, float(proc.num_threads())),
-                                  Point("process_open_fds_count", labels, self._fds(proc, notes)),
-                                  Point("process_cpu_s", labels, cpu.user + cpu.system)]
-                    if uss:
-                        value = self._uss(proc, notes)
-                        uss_total += value
-                        extra.append(Point("process_uss_bytes", labels, value))
+                rss = float(proc.memory_info().rss)
+                extra = self._details(proc, labels, detail, uss, notes) if detail or uss else []
+                if uss:
+                    uss_total += extra[-1].value
             except psutil.NoSuchProcess:
                 gone += 1
                 if tp.info.role == "server":
@@ -125,6 +117,20 @@ class ProcessTreeSource:
         if detail:
             self._last_detail = now
         return Reading(points, "; ".join(notes))
+
+    def _details(self, proc: psutil.Process, labels: Labels, detail: bool, uss: bool,
+                 notes: list[str]) -> list[Point]:
+        """Threads, fds and CPU time (when ``detail``), then USS last (when ``uss``)."""
+        out: list[Point] = []
+        with proc.oneshot():
+            if detail:
+                cpu = proc.cpu_times()
+                out += [Point("process_threads_count", labels, float(proc.num_threads())),
+                        Point("process_open_fds_count", labels, self._fds(proc, notes)),
+                        Point("process_cpu_s", labels, cpu.user + cpu.system)]
+            if uss:
+                out.append(Point("process_uss_bytes", labels, self._uss(proc, notes)))
+        return out
 
     @staticmethod
     def _uss(proc: psutil.Process, notes: list[str]) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -98,8 +98,8 @@ class SampleRecord:
     """Series id (as a string, JSON keys are strings) → value in the series' unit; null = missing (NaN)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The record as a JSON-ready dict (NaN values become null when written)."""
-        return asdict(self)
+        """The record as a dict of its fields (NaN values become null when written); ``values`` is shared."""
+        return dict(self.__dict__)
 
 
 register_file(SERIES_FILE, "collectors.core", "collectors.series.SeriesRecord",

@@ -59,7 +59,7 @@ class ServerTarget:
 
     def __init__(self, *, pid: int | None = None, http_url: str | None = None, metrics_url: str | None = None,
                  shm_prefix: str | None = None, pid_provider: Callable[[], int | None] | None = None,
-                 tree_refresh_s: float = 2.0, resolve_every_s: float = 0.5,
+                 tree_refresh_s: float = 5.0, resolve_every_s: float = 0.5,
                  find_listener: Callable[[int], int | None] = find_listener_pid) -> None:
         if pid is None and http_url is None and pid_provider is None and metrics_url is None:
             raise ConfigError("nothing to watch: pass --pid PID or --server-url HOST:PORT (and --metrics-url)")
