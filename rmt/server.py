@@ -25,8 +25,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -208,6 +209,15 @@ class EmbeddedServer:
         """The one-line ready contract printed by ``rmt server start``."""
         return (f"ready http={self.http_url} grpc={self.grpc_url} "
                 f"metrics={self.host}:{self.metrics_port} pid={self.pid}")
+
+    def describe(self) -> dict[str, Any]:
+        """What a run's ``manifest.json`` records under ``server``: endpoints, PID and every option.
+
+        Checkers read ``server.options`` (rate limit, resources, model repository) to judge offline.
+        """
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()}
+        return {"embedded": True, "http_url": self.http_url, "grpc_url": self.grpc_url,
+                "metrics_url": self.metrics_url, "pid": self.pid if self._proc else None, "options": options}
 
     def is_running(self) -> bool:
         """Whether the tritonserver process is alive."""

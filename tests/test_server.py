@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -187,3 +188,12 @@ def test_cli_start_failure_names_tritons_reason_then_log_tail() -> None:
     assert first.startswith("rmt: error: tritonserver exited") and "warmup_bad" in first, first
     assert rest and rest[0] == "rmt: last lines of the tritonserver log:"
     assert "Traceback" not in out.stderr
+
+
+def test_describe_records_endpoints_and_options_for_the_manifest(probe_repo: Path) -> None:
+    with EmbeddedServer(ServerOptions(model_repository=probe_repo, rate_limit_resources=["R1:4"])) as server:
+        info = server.describe()
+        assert info["pid"] == server.pid and info["http_url"] == server.http_url
+    assert info["options"]["rate_limit_resources"] == ["R1:4"]
+    assert info["options"]["model_repository"] == str(probe_repo)
+    assert json.loads(json.dumps(info)) == info  # serialisable as is
