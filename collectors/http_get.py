@@ -1,4 +1,5 @@
-"""One small HTTP GET client for every HTTP source: keep-alive, a hard timeout, failures as SourceUnavailable."""
+"""One small HTTP GET client for every HTTP source (keep-alive, a hard timeout, failures as SourceUnavailable) and
+the base of the sources that read one page of the server."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import http.client
 import threading
 from urllib.parse import urlsplit
 
+from collectors.source import SourceInfo
+from collectors.target import ServerTarget
 from rmt.errors import SourceUnavailable
 
 
@@ -60,3 +63,35 @@ class HttpGetter:
             for conn in self._conns.values():
                 conn.close()
             self._conns.clear()
+
+
+class HttpSource:
+    """Base of the sources that GET one page of the server each tick (keep-alive, per-source timeout)."""
+
+    name = ""
+    missing_url = "URL unknown until the server is found"
+    """The gap reason while :meth:`url` is None (names the flag that gives it)."""
+
+    def __init__(self, target: ServerTarget, *, timeout_s: float = 1.0, http: HttpGetter | None = None) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self.http = http or HttpGetter()
+
+    def url(self) -> str | None:
+        """The page to GET (None while unknown)."""
+        raise NotImplementedError
+
+    def open(self) -> SourceInfo:
+        """Always available; the endpoint may come later (gaps until then)."""
+        return SourceInfo(details={"url": self.url()})
+
+    def close(self) -> None:
+        """Close the kept-alive connection."""
+        self.http.close()
+
+    def fetch(self) -> tuple[str, bytes]:
+        """``(url, body)`` of one GET; SourceUnavailable for a gap."""
+        url = self.url()
+        if url is None:
+            raise SourceUnavailable(self.missing_url)
+        return url, self.http.get(url, self.timeout_s)

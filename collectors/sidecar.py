@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from collectors.core import Collector
 from collectors.gpu import NvmlSource
 from collectors.http_api import ApiServer
+from collectors.model_stats import ModelStatsSource
 from collectors.nvml import Nvml
 from collectors.process_tree import ProcessTreeSource
 from collectors.shm import ShmSource
@@ -23,7 +24,9 @@ from rmt.errors import ConfigError
 from rmt.rundir import RunDir
 
 #: Every source, in the order they are reported.
-SOURCE_NAMES = ("process", "triton_metrics", "shm", "nvml")
+SOURCE_NAMES = ("process", "triton_metrics", "shm", "nvml", "model_stats")
+#: The sources on by default (``model_stats`` is optional: per-batch-size detail Triton's metrics lack).
+DEFAULT_SOURCES = ("process", "triton_metrics", "shm", "nvml")
 
 
 @dataclass
@@ -34,7 +37,7 @@ class SidecarOptions:
     """Sampling interval of every source (default 10 Hz)."""
     timeout_s: float = 1.0
     """Per-source read timeout; a longer read is a gap."""
-    sources: Sequence[str] = SOURCE_NAMES
+    sources: Sequence[str] = DEFAULT_SOURCES
     detail_every_s: float = 1.0
     """Process threads/fds/CPU cadence."""
     uss_every_s: float = 5.0
@@ -71,6 +74,7 @@ def build_sources(target: ServerTarget, options: SidecarOptions, *, nvml: Nvml |
         "triton_metrics": TritonMetricsSource(target, timeout_s=options.timeout_s),
         "shm": ShmSource(target, timeout_s=options.timeout_s),
         "nvml": NvmlSource(target, nvml=nvml, timeout_s=options.timeout_s),
+        "model_stats": ModelStatsSource(target, timeout_s=options.timeout_s),
     }
     return [made[name] for name in options.sources]
 

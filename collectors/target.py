@@ -65,7 +65,10 @@ class ServerTarget:
             raise ConfigError("nothing to watch: pass --pid PID or --server-url HOST:PORT (and --metrics-url)")
         self._fixed_pid = pid
         self._fixed_gone = False
-        self._http_port = parse_host_port(http_url, "--server-url")[1] if http_url else None
+        self._http_host = "127.0.0.1"
+        self._http_port: int | None = None
+        if http_url:
+            self._http_host, self._http_port = parse_host_port(http_url, "--server-url")
         self._metrics_url = metrics_url
         self._shm_prefix = shm_prefix
         self._pid_provider = pid_provider
@@ -137,6 +140,8 @@ class ServerTarget:
         if self._http_port is None:
             port = server_flag(cmdline, "--http-port")
             self._http_port = int(port) if port and port.isdigit() else DEFAULT_HTTP_PORT
+            address = server_flag(cmdline, "--http-address") or "127.0.0.1"
+            self._http_host = "127.0.0.1" if address in ("0.0.0.0", "") else address
         if self._metrics_url is None:
             port = server_flag(cmdline, "--metrics-port") or str(DEFAULT_METRICS_PORT)
             address = server_flag(cmdline, "--metrics-address") or "127.0.0.1"
@@ -187,6 +192,12 @@ class ServerTarget:
         if self._metrics_url is None:
             self.server()
         return self._metrics_url
+
+    def http_url(self) -> str | None:
+        """``http://host:port`` of the server's HTTP endpoint (given, or learnt from its command line)."""
+        if self._http_port is None:
+            self.server()
+        return f"http://{self._http_host}:{self._http_port}" if self._http_port is not None else None
 
     def shm_prefix(self) -> str | None:
         """The python backend's ``/dev/shm`` region prefix (given, or learnt from the command line)."""

@@ -15,9 +15,8 @@ import math
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.http_get import HttpGetter
+from collectors.http_get import HttpGetter, HttpSource
 from collectors.series import Labels, Point, Reading, labels_of
-from collectors.source import SourceInfo
 from collectors.target import ServerTarget
 from rmt.errors import SourceUnavailable
 from rmt.measures import register_measure
@@ -99,32 +98,25 @@ class MetricsParser:
         return points
 
 
-class TritonMetricsSource:
+class TritonMetricsSource(HttpSource):
     """GETs Triton's metrics page each tick."""
 
     name = SOURCE
 
+    missing_url = "metrics URL unknown until the server is found: pass --metrics-url"
+
     def __init__(self, target: ServerTarget, *, timeout_s: float = 1.0, http: HttpGetter | None = None) -> None:
-        self.target = target
-        self.timeout_s = timeout_s
-        self.http = http or HttpGetter()
+        super().__init__(target, timeout_s=timeout_s, http=http)
         self.parser = MetricsParser()
 
-    def open(self) -> SourceInfo:
-        """Always available; the endpoint may come later (gaps until then)."""
-        return SourceInfo(details={"metrics_url": self.target.metrics_url()})
-
-    def close(self) -> None:
-        """Close the kept-alive connection."""
-        self.http.close()
+    def url(self) -> str | None:
+        """Triton's metrics page."""
+        return self.target.metrics_url()
 
     def read(self) -> Reading:
         """One GET and parse."""
-        url = self.target.metrics_url()
-        if url is None:
-            raise SourceUnavailable("metrics URL unknown until the server is found: pass --metrics-url")
-        text = self.http.get(url, self.timeout_s).decode("utf-8", "replace")
-        points = self.parser.parse(text)
+        url, body = self.fetch()
+        points = self.parser.parse(body.decode("utf-8", "replace"))
         if not points:
             raise SourceUnavailable(f"no Triton metrics (nv_*) at {url}: is it tritonserver's metrics port?")
         return Reading(points)

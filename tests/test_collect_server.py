@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.series import SAMPLES_FILE, SERIES_FILE, find_series, load_series
-from collectors.sidecar import Sidecar, SidecarOptions
+from collectors.sidecar import SOURCE_NAMES, Sidecar, SidecarOptions
 from collectors.target import ServerTarget
 from rmt.measures import MEASURES
 from rmt.pytest_plugin import ServerFactory
@@ -48,7 +48,7 @@ def test_leak_grows_the_stub_rss_twin_stays_flat_counters_match(triton_server: E
                                                                 tmp_path: Path) -> None:
     run = RunDir(tmp_path)
     target = ServerTarget(pid=triton_server.pid, metrics_url=triton_server.metrics_url)
-    options = SidecarOptions(interval_s=0.1, port=None, uss_every_s=1.0)
+    options = SidecarOptions(interval_s=0.1, port=None, uss_every_s=1.0, sources=SOURCE_NAMES)  # all, model_stats too
     with Sidecar(target, run, options) as sidecar:
         wait_for(lambda: good_samples(sidecar, "process") >= 3 and good_samples(sidecar, "triton_metrics") >= 3,
                  60, "first good samples")
@@ -74,6 +74,8 @@ def test_leak_grows_the_stub_rss_twin_stays_flat_counters_match(triton_server: E
         ok = series_values(run, "nv_inference_request_success", model=model)
         inferences = series_values(run, "nv_inference_count", model=model)
         assert ok[-1] - ok[0] == N and inferences[-1] - inferences[0] == N
+        stats = series_values(run, "model_inference_count", model=model)  # v2/models/stats agrees
+        assert stats[-1] - stats[0] == N
         failed = find_series(load_series(run), "nv_inference_request_failure", model=model)
         assert failed and all(s.values[-1] == s.values[0] for s in failed)
     uss = series_values(run, "process_uss_bytes", instance="leak_host_0_0")

@@ -15,6 +15,7 @@ import pytest
 
 from collectors.core import Collector
 from collectors.gpu import NvmlSource
+from collectors.model_stats import parse_model_stats
 from collectors.nvml import Nvml
 from collectors.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, find_series, labels_of, load_series
 from collectors.source import SourceInfo
@@ -276,3 +277,17 @@ def test_nvml_read_error_is_a_gap() -> None:
     lib.nvmlDeviceGetComputeRunningProcesses = broken  # type: ignore[method-assign,assignment]
     with pytest.raises(SourceUnavailable, match="GPU is lost"):
         source.read()
+
+
+def test_model_stats_parse_and_malformed_answer() -> None:
+    payload = {"model_stats": [{"name": "probe", "version": "1", "inference_count": 2, "execution_count": 1,
+                                "inference_stats": {"success": {"count": 1, "ns": 35}},
+                                "batch_stats": [{"batch_size": 2, "compute_infer": {"count": 1, "ns": 34}}],
+                                "memory_usage": [{"type": "CPU", "id": 0, "byte_size": 4096}]}]}
+    points = {(p.measure, p.labels): p.value for p in parse_model_stats(payload)}
+    assert {m for m, _ in points} <= set(MEASURES)
+    assert points[("model_batch_count", labels_of(model="probe", version="1", batch_size=2,
+                                                  phase="compute_infer"))] == 1
+    assert points[("model_memory_usage_bytes", labels_of(model="probe", version="1", type="CPU", id=0))] == 4096
+    with pytest.raises(SourceUnavailable, match="not Triton's model statistics"):
+        parse_model_stats({"error": "no"})

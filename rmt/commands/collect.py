@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from collectors.sidecar import SOURCE_NAMES, Sidecar, SidecarOptions, check_interval
+from collectors.sidecar import DEFAULT_SOURCES, SOURCE_NAMES, Sidecar, SidecarOptions, check_interval
 from collectors.target import ServerTarget
 from rmt.errors import ConfigError
 from rmt.rundir import RunDir
@@ -41,8 +41,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-api", action="store_true", help="do not serve the HTTP API")
     p.add_argument("--interval", type=float, default=0.1, metavar="S", help="sampling interval (default 0.1 = 10 Hz)")
     p.add_argument("--timeout", type=float, default=1.0, metavar="S", help="per-source read timeout (default 1)")
-    p.add_argument("--sources", default=",".join(SOURCE_NAMES), metavar="LIST",
-                   help=f"comma-separated sources (default: all of {','.join(SOURCE_NAMES)})")
+    p.add_argument("--sources", default=",".join(DEFAULT_SOURCES), metavar="LIST",
+                   help=f"comma-separated sources of {','.join(SOURCE_NAMES)} (default: {','.join(DEFAULT_SOURCES)})")
     p.add_argument("--uss-every", type=float, default=5.0, metavar="S", help="USS cadence (default 5)")
     p.add_argument("--detail-every", type=float, default=1.0, metavar="S",
                    help="threads/fds/CPU cadence (default 1)")
