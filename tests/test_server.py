@@ -197,3 +197,24 @@ def test_describe_records_endpoints_and_options_for_the_manifest(probe_repo: Pat
     assert info["options"]["rate_limit_resources"] == ["R1:4"]
     assert info["options"]["model_repository"] == str(probe_repo)
     assert json.loads(json.dumps(info)) == info  # serialisable as is
+
+
+def test_options_reach_tritonserver(tmp_path: Path) -> None:
+    """Pinned pool size, raw extra flags and log verbosity are passed through (seen in metrics and log).
+
+    On a CPU-only machine the pinned pool cannot be allocated (its metric reads 0), so its size is read from the
+    option table tritonserver prints at start."""
+    import urllib.request
+
+    repo = zoo_subset(tmp_path / "repo", ["cold_start_warmed"])
+    options = ServerOptions(model_repository=repo, pinned_memory_pool_bytes=64 * 1024 * 1024, log_verbose=1,
+                            metrics_interval_ms=500, extra_args=["--metrics-config=summary_latencies=true"])
+    with EmbeddedServer(options) as server:
+        client = httpclient.InferenceServerClient(server.http_url)
+        infer(client, "cold_start_warmed", np.ones((1, 4)))
+        client.close()
+        metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        log = server.log_tail(5000)
+    assert re.search(r"pinned_memory_pool_byte_size\s*\|\s*67108864\s*\|", log)
+    assert "nv_inference_request_summary_us" in metrics
+    assert "is running warmup sample 'cold_start_sample'" in log
