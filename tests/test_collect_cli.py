@@ -62,6 +62,9 @@ def test_collect_duration_ends_cleanly_with_a_summary(triton_server: EmbeddedSer
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "collecting api=- " in done.stdout and "samples/gaps process=" in done.stderr
+    counts = dict(item.split("=") for item in done.stderr.split("samples/gaps ")[1].split())
+    good_metrics = int(counts["triton_metrics"].split("/")[0])
+    assert good_metrics > 0  # the metrics URL was learnt from the server's command line (only --pid given)
 
 
 @pytest.mark.parametrize("args, message", [
