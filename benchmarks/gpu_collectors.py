@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,32 +32,38 @@ from collectors.series import find_series, load_series
 from collectors.sidecar import Sidecar, SidecarOptions
 from collectors.target import ServerTarget
 from rmt.errors import RmtError
+from rmt.modelconfig import load_config_pbtxt
 from rmt.rundir import RunDir
 from rmt.server import GPU_REPOSITORY, EmbeddedServer, ServerOptions
 
 LEAK, TWIN = "leak_gpu", "leak_gpu_healthy"
 
 
+WARMUP_REQUESTS = 3
+
+
 def leak_bytes_per_request(repository: Path, model: str) -> int:
     """The ``leak_bytes_per_request`` parameter of a zoo model's config (0 when absent)."""
-    text = (repository / model / "config.pbtxt").read_text()
-    match = re.search(r'key:\s*"leak_bytes_per_request"\s*value\s*\{\s*string_value:\s*"(\d+)"', text)
-    return int(match.group(1)) if match else 0
+    config = load_config_pbtxt(repository / model / "config.pbtxt")
+    param = config.parameters.get("leak_bytes_per_request")
+    return int(param.string_value) if param is not None and param.string_value else 0
 
 
-def summarize(run: RunDir, requests: int, leak_bytes: int) -> dict[str, Any]:
-    """Per stub of the two models: first/last/growth of its NVML GPU-memory series; the verdict."""
+def summarize(run: RunDir, requests: int, leak_bytes: int, since_ns: int = 0) -> dict[str, Any]:
+    """Per stub of the two models: first/last/growth of its NVML GPU-memory series from ``since_ns`` (epoch ns,
+    after the warm-up that creates each stub's CUDA context); the verdict."""
     series = load_series(run, measure="gpu_process_memory_bytes")
     expected = requests * leak_bytes
     stubs: list[dict[str, Any]] = []
     for model in (LEAK, TWIN):
         for s in find_series(series, "gpu_process_memory_bytes", model=model):
-            finite = s.values[np.isfinite(s.values)]
+            window = s.values[s.t_epoch_ns >= since_ns]
+            finite = window[np.isfinite(window)]
             first = float(finite[0]) if finite.size else math.nan
             last = float(finite[-1]) if finite.size else math.nan
             stubs.append({"model": model, "instance": s.labels.get("instance"), "pid": s.labels.get("pid"),
-                          "gpu": s.labels.get("gpu"), "samples": int(s.values.size),
-                          "missing": int(s.values.size - finite.size), "first_bytes": first, "last_bytes": last,
+                          "gpu": s.labels.get("gpu"), "samples": int(window.size),
+                          "missing": int(window.size - finite.size), "first_bytes": first, "last_bytes": last,
                           "growth_bytes": last - first, "expected_growth_bytes": expected if model == LEAK else 0})
     leak = [x["growth_bytes"] for x in stubs if x["model"] == LEAK]
     twin = [x["growth_bytes"] for x in stubs if x["model"] == TWIN]
@@ -123,12 +128,16 @@ def run(args: argparse.Namespace) -> int:
     with EmbeddedServer(ServerOptions(model_repository=args.model_repository)) as server:
         target = ServerTarget(pid=server.pid, metrics_url=server.metrics_url)
         with Sidecar(target, run_dir, SidecarOptions(interval_s=args.interval, port=None), nvml=nvml) as sidecar:
+            for model in (LEAK, TWIN):  # CUDA context and allocator warm-up, outside the measured window
+                send(server.http_url, model, WARMUP_REQUESTS)
             wait_samples(sidecar, "nvml", 5)
+            since_ns = time.time_ns()
+            wait_samples(sidecar, "nvml", 3)
             for model in (LEAK, TWIN):
                 send(server.http_url, model, args.requests)
             wait_samples(sidecar, "nvml", 5)
         run_dir.close()
-    summary = summarize(run_dir, args.requests, leak_bytes_per_request(args.model_repository, LEAK))
+    summary = summarize(run_dir, args.requests, leak_bytes_per_request(args.model_repository, LEAK), since_ns)
     manifest = run_dir.manifest()
     summary["gpus"], summary["nvml"] = manifest.get("gpus"), manifest.get("nvml")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
