@@ -1,4 +1,4 @@
-"""Client efficiency: server-confirmed inferences per client CPU-second, rmt users vs Locust+tritonclient vs perf_analyzer.
+"""Client efficiency: server-confirmed inferences per client CPU-second; rmt vs Locust+tritonclient vs perf_analyzer.
 
 One embedded tritonserver, one model (``ident``: the zoo's probe with no delay, 2 instances), the same request
 (INPUT0 FP32 [1, 16], zeros) and the same concurrency for every contender. Each contender runs in its own process;
@@ -27,6 +27,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import tritonclient.http as httpclient
@@ -46,12 +47,9 @@ from locust import User, task
 ARRAY = np.zeros((1, 16), np.float32)
 
 
-class PlainHttp(User):
-    def on_start(self):
-        import tritonclient.http as httpclient
-        self.triton = httpclient.InferenceServerClient(self.host.split("://")[-1])
-        self.inputs = [httpclient.InferInput("INPUT0", [1, 16], "FP32")]
-        self.inputs[0].set_data_from_numpy(ARRAY, binary_data=True)
+class _Plain(User):
+    abstract = True
+    request_type = ""
 
     @task
     def infer(self):
@@ -60,11 +58,24 @@ class PlainHttp(User):
             self.triton.infer("ident", self.inputs)
         except Exception as exc:
             error = exc
-        self.environment.events.request.fire(request_type="HTTP", name="ident", response_length=0, context={},
-                                             response_time=(time.perf_counter() - start) * 1000, exception=error)
+        self.environment.events.request.fire(request_type=self.request_type, name="ident", response_length=0,
+                                             response_time=(time.perf_counter() - start) * 1000, exception=error,
+                                             context={})
 
 
-class PlainGrpc(User):
+class PlainHttp(_Plain):
+    request_type = "HTTP"
+
+    def on_start(self):
+        import tritonclient.http as httpclient
+        self.triton = httpclient.InferenceServerClient(self.host.split("://")[-1])
+        self.inputs = [httpclient.InferInput("INPUT0", [1, 16], "FP32")]
+        self.inputs[0].set_data_from_numpy(ARRAY, binary_data=True)
+
+
+class PlainGrpc(_Plain):
+    request_type = "gRPC"
+
     def on_start(self):
         from grpc.experimental import gevent as grpc_gevent
         grpc_gevent.init_gevent()
@@ -72,16 +83,6 @@ class PlainGrpc(User):
         self.triton = grpcclient.InferenceServerClient(self.host.split("://")[-1])
         self.inputs = [grpcclient.InferInput("INPUT0", [1, 16], "FP32")]
         self.inputs[0].set_data_from_numpy(ARRAY)
-
-    @task
-    def infer(self):
-        start, error = time.perf_counter(), None
-        try:
-            self.triton.infer("ident", self.inputs)
-        except Exception as exc:
-            error = exc
-        self.environment.events.request.fire(request_type="gRPC", name="ident", response_length=0, context={},
-                                             response_time=(time.perf_counter() - start) * 1000, exception=error)
 '''
 
 
@@ -133,7 +134,8 @@ def perf_analyzer(cache: Path) -> tuple[Path, dict[str, str]] | str:
         if not found:
             return "libb64.so.0d not found in the libb64-0d package"
         (libs / "libb64.so.0d").write_bytes(found[0].read_bytes())
-    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(filter(None, [str(libs), os.environ.get("LD_LIBRARY_PATH")])))
+    library_path = os.pathsep.join(filter(None, [str(libs), os.environ.get("LD_LIBRARY_PATH")]))
+    env = dict(os.environ, LD_LIBRARY_PATH=library_path)
     check = subprocess.run([str(binary), "--version"], env=env, capture_output=True, text=True, timeout=60, check=False)
     if "error while loading shared libraries" in check.stderr:
         return f"perf_analyzer cannot start: {check.stderr.strip()}"
@@ -162,7 +164,12 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 def measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, seconds: float) -> tuple[int, float, str]:
     """Start ``cmd``; once inferences flow, count them and the process's CPU over ``seconds``; end it by PID."""
-    log = tempfile.TemporaryFile(mode="w+")
+    with tempfile.TemporaryFile(mode="w+") as log:
+        return _measure(cmd, env, server, seconds, log)
+
+
+def _measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, seconds: float,
+             log: Any) -> tuple[int, float, str]:
     popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         proc = psutil.Process(popen.pid)
@@ -182,7 +189,6 @@ def measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, seconds
         if popen.poll() is None:
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait(timeout=30)
-        log.close()
 
 
 def main() -> int:
@@ -191,6 +197,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured interval per contender (s)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (users / perf_analyzer)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rmt" / "perf_analyzer")
+    parser.add_argument("--only", default="", help="run only contenders whose name contains this text")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rmt-bench-users-"))
     scenario = work / "scenario.json"
@@ -226,6 +233,9 @@ def main() -> int:
         print(f"server {server.http_url}, model {MODEL}, concurrency {args.concurrency}, {args.seconds:g} s each; "
               f"{os.cpu_count()} CPUs", flush=True)
         for name, build in contenders:
+            if args.only and args.only not in name:
+                results[name] = math.nan
+                continue
             cmd = build()
             if isinstance(cmd, str):
                 print(f"{name:26s} skipped: {cmd}", flush=True)

@@ -78,10 +78,13 @@ class HttpConnection:
         if self._sock is None:
             self._sock = self._connect((self.host, self.port), timeout=self.timeout_s)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.sendall(b"".join((wire.head, request_id, wire.tail)))
+        data = b"".join((wire.head, request_id, wire.tail))
+        sent = self._sock.send(data)  # one syscall for everything but very large bodies
+        if sent < len(data):
+            self._sock.sendall(data[sent:])
 
-    def receive(self) -> tuple[int, bytes, int]:
-        """The reply: ``(HTTP status, body, Inference-Header-Content-Length or -1)``; raises OSError."""
+    def receive(self) -> tuple[int, bytes, bytes]:
+        """The reply: ``(HTTP status, body, header block)``; raises OSError."""
         sock = self._sock
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
@@ -109,23 +112,23 @@ class HttpConnection:
         self._buf = buf[need:]
         if b"Connection: close" in head or b"connection: close" in head:
             self.close()
-        return status, body, _header_int(head, b"\r\nInference-Header-Content-Length: ")
+        return status, body, head
 
-    def infer(self, wire: HttpWire, request_id: bytes) -> tuple[int, bytes, int, str]:
-        """Send and receive: ``(outcome, body, json header length, error message)``; never raises OSError."""
+    def infer(self, wire: HttpWire, request_id: bytes) -> tuple[int, bytes, bytes, str]:
+        """Send and receive: ``(outcome, body, header block, error message)``; never raises OSError."""
         try:
             self.send(wire, request_id)
-            status, body, header_len = self.receive()
+            status, body, head = self.receive()
         except (OSError, ValueError) as exc:
             self.close()
-            return CLIENT, b"", -1, f"{type(exc).__name__}: {exc}"
+            return CLIENT, b"", b"", f"{type(exc).__name__}: {exc}"
         if status == 200:
-            return OK, body, header_len, ""
+            return OK, body, head, ""
         try:
             message = str(json.loads(body).get("error", body[:200]))
         except ValueError:
             message = body[:200].decode("utf-8", "replace")
-        return classify_server_error(message), body, header_len, f"HTTP {status}: {message}"
+        return classify_server_error(message), body, head, f"HTTP {status}: {message}"
 
 
 def _header_int(head: bytes, name: bytes) -> int:
@@ -137,6 +140,11 @@ def _header_int(head: bytes, name: bytes) -> int:
         i = lower
     j = head.find(b"\r\n", i + len(name))
     return int(head[i + len(name): j if j >= 0 else len(head)])
+
+
+def json_header_length(head: bytes) -> int:
+    """``Inference-Header-Content-Length`` of a reply's header block (-1: a pure JSON reply)."""
+    return _header_int(head, b"\r\nInference-Header-Content-Length: ")
 
 
 def http_trace(body: bytes, header_len: int) -> np.ndarray | None:
