@@ -131,7 +131,7 @@ class Scenario:
     """Closed loop: each user waits uniform(min, max) seconds between requests."""
     network_timeout_s: float = 60.0
     max_traces_per_s: int = 100
-    """Per process: at most this many probe execution traces recorded per second."""
+    """Per process: at most this many requests per second have their probe traces (one row per batch row) kept."""
     pool_bodies: int = 32
     """Pre-encoded request bodies kept per stream (round robin)."""
     pool_bytes: int = 64 * 1024 * 1024

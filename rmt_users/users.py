@@ -231,7 +231,7 @@ class TritonUser(User):
                 gevent.sleep(0.1)
                 return
             self.send(picker.pick(phase_index), phase_index, now)
-            if now >= slice_end or engine.draining or self._state != "running":
+            if now >= slice_end or engine.draining:
                 return
 
     tasks = [tasks_loop]  # noqa: RUF012 - Locust's own attribute

@@ -103,7 +103,7 @@ class LoadWindow:
     service_p99_us: float
     """99th-percentile service time in µs."""
     traced: int
-    """Probe execution traces recorded for this key in this window (count; bounded per process)."""
+    """Probe trace rows recorded for this key in this window (count; one per batch row of a traced request)."""
     processes: int
     """Load processes that contributed to this record (count)."""
 

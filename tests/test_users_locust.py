@@ -138,6 +138,10 @@ def test_distributed_counts_equal_server_stats_and_shares_follow_weights(triton_
     traces = list(RunDir(tmp_path / "run", create=False).read("traces.jsonl"))
     assert traces and all(t["stream"].startswith(("probe/", "queue_priority/")) for t in traces)
     assert all(t["sent_ns"] <= t["start_ns"] <= t["end_ns"] <= t["done_ns"] for t in traces[:50])
+    # Bounded: at most max_traces_per_s (default 100) traced requests per process and second, i.e. 200 here.
+    per_second = Counter(t["done_ns"] // 1_000_000_000 for t in traces if t["row"] == 0)
+    assert max(per_second.values()) <= 200
+    assert sum(r["traced"] for r in rows) == len(traces)
 
 
 def test_distributed_open_loop_follows_rate_per_phase(triton_server: EmbeddedServer, tmp_path: Path) -> None:
