@@ -167,3 +167,16 @@ def test_rate_limit_budget_serialises_shared_resource(tmp_path: Path) -> None:
         free = intervals(server)
     assert not (limited[1:, 0] < np.maximum.accumulate(limited[:-1, 1])).any()
     assert (free[1:, 0] < np.maximum.accumulate(free[:-1, 1])).any()
+
+
+def test_queue_priority_timeouts_reject_on_level_2_and_delay_on_level_1(triton_server: EmbeddedServer) -> None:
+    """A 1 ms per-request timeout (shorter than the 10 s default, so Triton honours it) behind 20 ms executions:
+    level 2 (REJECT) times out in the queue, level 1 (DELAY) is only delayed and succeeds."""
+    def run(priority: int) -> list[object]:
+        jobs = [("queue_priority", SMALL, {"priority": priority, "timeout": 1000}) for _ in range(12)]
+        return infer_all(triton_server.http_url, jobs, concurrency=12)
+
+    low, high = run(2), run(1)
+    timed_out = [o for o in low if isinstance(o, InferenceServerException)]
+    assert timed_out and all("timeout" in str(o.message()).lower() for o in timed_out), timed_out
+    assert not any(isinstance(o, InferenceServerException) for o in high), high
