@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import errno
 import http.client
 import json
@@ -22,9 +23,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,9 @@ class ServerOptions:
     ready_timeout_s: float = 180.0
     log_path: Path | None = None
     """Where tritonserver's log goes; default: a private temporary folder removed on stop."""
+    die_with_parent: bool = True
+    """Linux: tritonserver gets SIGTERM when the thread that started it dies (``PR_SET_PDEATHSIG``), so a killed
+    test or tool never leaves a server behind. Start the server from a thread that outlives it (the main thread)."""
 
     def validate(self) -> None:
         """Raise ConfigError naming the fix for the first inconsistent option."""
@@ -128,6 +134,16 @@ def check_port_free(host: str, port: int, flag: str) -> None:
             raise ConfigError(
                 f"port {port} on {host} is in use: choose another with {flag}, or leave it out for a free port"
             ) from exc
+
+
+def _parent_death_signal(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies (Linux ``prctl``)."""
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return preexec
 
 
 def summarize_log(tail: str) -> str:
@@ -320,9 +336,10 @@ class EmbeddedServer:
         self._log_path = opts.log_path or self._workdir / "tritonserver.log"
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab" if opts.log_path else "wb") as log:
+            preexec = _parent_death_signal(os.getpid()) if opts.die_with_parent and sys.platform == "linux" else None
             self._proc = subprocess.Popen(
                 self._command(install), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=self._workdir, start_new_session=True,
+                env=env, cwd=self._workdir, start_new_session=True, preexec_fn=preexec,
             )
 
     def _wait_ready(self) -> None:

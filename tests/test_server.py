@@ -218,3 +218,23 @@ def test_options_reach_tritonserver(tmp_path: Path) -> None:
     assert re.search(r"pinned_memory_pool_byte_size\s*\|\s*67108864\s*\|", log)
     assert "nv_inference_request_summary_us" in metrics
     assert "is running warmup sample 'cold_start_sample'" in log
+
+
+def test_server_dies_with_a_killed_parent(probe_repo: Path) -> None:
+    """A tool or test killed hard (SIGKILL) must not leave tritonserver and its stubs behind."""
+    code = ("import sys; from pathlib import Path; from rmt.server import EmbeddedServer, ServerOptions\n"
+            "s = EmbeddedServer(ServerOptions(model_repository=Path(sys.argv[1]))).start()\n"
+            "print(s.pid, *[p.pid for p in s.processes()], flush=True); sys.stdin.read()")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(probe_repo)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert len(pids) == 5, pids  # server (twice: as pid and in processes()) + 3 stubs
+    family = [psutil.Process(p) for p in set(pids)]
+    parent.kill()
+    parent.wait()
+
+    def all_gone() -> bool:
+        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+
+    wait_for(all_gone, 60, "tritonserver and its stubs to end after their parent was killed")
