@@ -9,4 +9,5 @@ COMMAND_MODULES = (
     "rmt.commands.collect",
     "rmt.commands.check",
     "rmt.commands.lint",
+    "rmt.commands.report",
 )
