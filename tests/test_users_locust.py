@@ -194,7 +194,7 @@ def test_timeouts_and_priorities_reach_the_server(triton_server_factory: Any, ti
     ({"model": "probe", "pattern": "p"}, {"shape": [4, 4]}, "model 'probe' input 'INPUT0' has dims [-1]"),
     ({"model": "probe", "pattern": "p"}, {"batch_size": 16}, "model 'probe' takes batches up to 8"),
     ({"model": "no_such_model"}, None, "model 'no_such_model' is not on the server"),
-    ({"model": "queue_priority", "timeout_us": 1000}, None, "model 'queue_priority' would ignore timeout_us"),
+    ({"model": "probe", "timeout_us": 1000}, None, "model 'probe' would ignore timeout_us"),
 ])
 def test_bad_scenario_is_one_line_error_before_load(triton_server: EmbeddedServer, tmp_path: Path,
                                                     stream: dict[str, Any], pattern: dict[str, Any] | None,
