@@ -10,4 +10,5 @@ COMMAND_MODULES = (
     "rmt.commands.check",
     "rmt.commands.lint",
     "rmt.commands.report",
+    "rmt.commands.run",
 )

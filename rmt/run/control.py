@@ -1,0 +1,159 @@
+"""Model-control actions of a scenario, run by the Locust master against Triton's HTTP API (explicit mode).
+
+- ``{"kind": "load", "models": [...], "poll_ms": 5}``: before traffic (at ``init``), unload each model if loaded,
+  then load it while a second greenlet polls ``GET v2/models/<m>/ready``; one :class:`ModelControlRecord` per model.
+  The traffic that follows is the cold-start probe.
+- ``{"kind": "reload", "model": "rl_low", "at_s": 8, "set": {"instance_group.0.rate_limiter.priority": 1}}``: during
+  the run, ``at_s`` seconds after the test starts, load the model again with its current config changed by ``set``
+  (Triton's config override, ``parameters.config``), under load, polling readiness.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rmt.errors import ConfigError
+from rmt.run.records import MODEL_CONTROL_FILE, ModelControlRecord
+from rmt.rundir import RunDir
+
+
+class TritonControl:
+    """Triton's model-repository API over HTTP (``host:port``), one short-lived connection per call."""
+
+    def __init__(self, host: str, port: int, *, timeout_s: float = 300.0,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.host, self.port, self.timeout_s, self.clock_ns = host, port, timeout_s, clock_ns
+
+    def call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> tuple[int, str]:
+        """(status, text) of one request; ConfigError when the server cannot be reached."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s or self.timeout_s)
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        except OSError as exc:
+            raise ConfigError(f"cannot reach tritonserver at {self.host}:{self.port} ({exc}): fix --host") from exc
+        finally:
+            conn.close()
+
+    def ready(self, model: str) -> bool:
+        """Whether ``model`` is ready for inference."""
+        return self.call("GET", f"/v2/models/{model}/ready", timeout_s=10)[0] == 200
+
+    def config(self, model: str) -> dict[str, Any]:
+        """The model's current configuration (JSON)."""
+        status, text = self.call("GET", f"/v2/models/{model}/config", timeout_s=30)
+        if status != 200:
+            raise ConfigError(f"model {model!r} has no config on the server ({_message(text)}): fix the model name")
+        data: dict[str, Any] = json.loads(text)
+        return data
+
+    def unload(self, model: str, deadline_s: float = 60.0) -> None:
+        """Unload ``model`` (no-op when it is not loaded) and wait until it is no longer ready."""
+        if not self.ready(model):
+            return
+        status, text = self.call("POST", f"/v2/repository/models/{model}/unload", {})
+        if status != 200:
+            raise ConfigError(f"cannot unload model {model!r} ({_message(text)}): start tritonserver with "
+                              "--model-control-mode=explicit")
+        end = time.monotonic() + deadline_s
+        while self.ready(model):
+            if time.monotonic() > end:
+                raise ConfigError(f"model {model!r} still ready {deadline_s:.0f} s after unload")
+            time.sleep(0.01)
+
+    def load_polling(self, model: str, action: str, *, poll_ms: float = 5.0, override: dict[str, Any] | None = None,
+                     changes: dict[str, Any] | None = None) -> ModelControlRecord:
+        """Load ``model`` (with a config override) while polling its readiness; the record of what happened."""
+        body = {"parameters": {"config": json.dumps(override)}} if override is not None else {}
+        done = threading.Event()
+        polls = [0]
+        first_ready: list[int] = []
+        last_not_ready: list[int] = []
+
+        def poll() -> None:
+            while not done.is_set():
+                polls[0] += 1
+                ready = self.ready(model)
+                t = self.clock_ns()  # when the answer arrived
+                if ready:
+                    if not first_ready and (action == "load" or last_not_ready):
+                        first_ready.append(t)
+                elif not first_ready:
+                    last_not_ready[:] = [t]
+                done.wait(poll_ms / 1000)
+
+        poller = threading.Thread(target=poll, name=f"rmt-ready-{model}", daemon=True)
+        requested = self.clock_ns()
+        poller.start()
+        try:
+            status, text = self.call("POST", f"/v2/repository/models/{model}/load", body)
+        finally:
+            returned = self.clock_ns()
+            end = time.monotonic() + 5.0
+            while status == 200 and not first_ready and time.monotonic() < end and action == "load":
+                time.sleep(poll_ms / 1000)
+            done.set()
+            poller.join(timeout=15)
+        return ModelControlRecord(model, action, requested, returned, status == 200,
+                                  first_ready[0] if first_ready else None,
+                                  last_not_ready[0] if last_not_ready else None, polls[0], int(poll_ms * 1000),
+                                  "" if status == 200 else _message(text), dict(changes or {}))
+
+
+def _message(text: str) -> str:
+    try:
+        return str(json.loads(text).get("error", text))
+    except (json.JSONDecodeError, AttributeError):
+        return " ".join(text.split())[:200]
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.0.b`` (dict keys and list indexes) in ``config``, creating dicts on the way."""
+    node: Any = config
+    parts = path.split(".")
+    for key in parts[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def run_load(control: TritonControl, action: dict[str, Any], run_dir: RunDir | None) -> list[ModelControlRecord]:
+    """A ``load`` action: fresh loads (unload first), readiness polled; ConfigError when a load fails."""
+    records = []
+    for model in action.get("models", []):
+        control.unload(model)
+        rec = control.load_polling(model, "load", poll_ms=float(action.get("poll_ms", 5)))
+        records.append(rec)
+        if run_dir is not None:
+            run_dir.append(MODEL_CONTROL_FILE, [rec.to_dict()], flush=True)
+        if not rec.ok:
+            raise ConfigError(f"cannot load model {model!r} (Triton: {rec.error}): start tritonserver with "
+                              "--model-control-mode=explicit and a repository holding the model")
+    return records
+
+
+def run_reload(control: TritonControl, action: dict[str, Any], run_dir: RunDir | None) -> ModelControlRecord:
+    """A ``reload`` action: the model's current config changed by ``set``, loaded again, readiness polled."""
+    model = str(action["model"])
+    changes = dict(action.get("set", {}))
+    config = control.config(model)
+    for path, value in changes.items():
+        try:
+            set_path(config, path, value)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise ConfigError(f"reload {model}: cannot set {path} in its config ({exc}): fix the path") from exc
+    rec = control.load_polling(model, "reload", poll_ms=float(action.get("poll_ms", 5)), override=config,
+                               changes=changes)
+    if run_dir is not None:
+        run_dir.append(MODEL_CONTROL_FILE, [rec.to_dict()], flush=True)
+    return rec

@@ -1,0 +1,166 @@
+"""Scenario definitions: ``locustfiles/<name>.json`` read into a :class:`ScenarioDef` (no Locust import).
+
+A definition file is a traffic scenario (the :mod:`rmt_users.scenario` format, under ``"traffic"``) plus::
+
+    {"description": "one line for the catalogue",
+     "traffic": {...},
+     "checks": {"only": "leak", "leak": {"max_growth": "64KiB/request"}},
+     "run": {"users": 8, "duration_s": 20,
+             "server": {"rate_limit_resources": ["R1:2"], "model_control_mode": "explicit", "load_models": []},
+             "actions": [{"kind": "load", "models": ["cold_start"]}],
+             "expect": [{"check": "leak", "subject": "*model=leak_host,*", "status": "fail", "why": "..."}],
+             "requires_gpus": 0}}
+
+``checks`` is the checkers' spec mapping (see :mod:`checkers.spec`); ``run.server`` names the
+:class:`~rmt.server.ServerOptions` fields the scenario needs from an embedded server; ``run.actions`` are
+model-control steps run by the Locust master (:mod:`rmt.run.control`); ``run.expect`` marks the verdicts that are
+planted defects caught on purpose (every other verdict is expected to pass). ``campaign.json`` instead lists
+``"scenarios"`` with per-scenario ``duration_s``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rmt.errors import ConfigError
+
+#: The folder of the ready scenarios (``locustfiles/`` at the repository root).
+LOCUSTFILES = Path(__file__).resolve().parent.parent.parent / "locustfiles"
+CAMPAIGN = "campaign"
+_SERVER_KEYS = ("rate_limit", "rate_limit_resources", "model_control_mode", "load_models", "metrics_interval_ms",
+                "log_verbose", "extra_args")
+_RUN_KEYS = ("users", "spawn_rate", "duration_s", "server", "actions", "expect", "requires_gpus", "scenarios")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A verdict the scenario expects not to pass: a planted defect caught on purpose."""
+
+    check: str
+    subject: str
+    """Glob on the verdict's subject."""
+    status: str
+    why: str = ""
+
+    def matches(self, check: str, subject: str) -> bool:
+        """Whether this expectation covers the verdict ``check`` on ``subject``."""
+        return check == self.check and fnmatch.fnmatchcase(subject, self.subject)
+
+
+@dataclass(frozen=True)
+class ScenarioDef:
+    """One ready scenario (or the campaign, with :attr:`scenarios`)."""
+
+    name: str
+    description: str
+    raw: dict[str, Any]
+    """The whole file as parsed JSON (the locustfile passes it to the traffic coordinator)."""
+    users: int = 8
+    spawn_rate: float = 100.0
+    duration_s: float = 20.0
+    server: dict[str, Any] = field(default_factory=dict)
+    actions: tuple[dict[str, Any], ...] = ()
+    expect: tuple[Expectation, ...] = ()
+    requires_gpus: int = 0
+    scenarios: tuple[tuple[str, float], ...] = ()
+    """Campaign only: (scenario name, duration_s) in order."""
+
+    @property
+    def locustfile(self) -> Path:
+        """The locustfile that composes this scenario."""
+        return LOCUSTFILES / f"{self.name}.py"
+
+    @property
+    def checks(self) -> dict[str, Any]:
+        """The checks mapping of the scenario."""
+        return dict(self.raw.get("checks") or {})
+
+    def expectation(self, check: str, subject: str) -> Expectation | None:
+        """The expectation covering a verdict, or None (expected to pass)."""
+        return next((e for e in self.expect if e.matches(check, subject)), None)
+
+
+def available() -> list[str]:
+    """Names of the ready scenarios (``locustfiles/*.json``)."""
+    return sorted(p.stem for p in LOCUSTFILES.glob("*.json"))
+
+
+def _expectations(items: Any, origin: str) -> tuple[Expectation, ...]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{origin}: run.expect must be a list of {{check, subject, status, why}}")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not {"check", "subject"} <= set(item):
+            raise ConfigError(f"{origin}: run.expect[{i}] needs check and subject (a glob)")
+        out.append(Expectation(str(item["check"]), str(item["subject"]), str(item.get("status", "fail")),
+                               str(item.get("why", ""))))
+    return tuple(out)
+
+
+def parse_definition(name: str, data: Any, origin: str) -> ScenarioDef:
+    """A :class:`ScenarioDef` from a parsed definition file; ConfigError names the key and the fix."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a scenario definition is a JSON object with traffic, checks and run")
+    run = data.get("run") or {}
+    unknown = sorted(set(run) - set(_RUN_KEYS))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown run key {unknown[0]!r}: use one of {', '.join(_RUN_KEYS)}")
+    server = dict(run.get("server") or {})
+    bad = sorted(set(server) - set(_SERVER_KEYS))
+    if bad:
+        raise ConfigError(f"{origin}: unknown run.server key {bad[0]!r}: use one of {', '.join(_SERVER_KEYS)}")
+    scenarios = tuple((str(s["name"]), float(s.get("duration_s", 10))) if isinstance(s, dict) else (str(s), 10.0)
+                      for s in run.get("scenarios", []))
+    if "traffic" not in data and not scenarios:
+        raise ConfigError(f"{origin}: no traffic section: add \"traffic\": {{\"streams\": [...]}}")
+    return ScenarioDef(
+        name=name, description=str(data.get("description", "")), raw=data,
+        users=int(run.get("users", 8)), spawn_rate=float(run.get("spawn_rate", 100)),
+        duration_s=float(run.get("duration_s", 20)), server=server,
+        actions=tuple(dict(a) for a in run.get("actions", [])),
+        expect=_expectations(run.get("expect", []), origin), requires_gpus=int(run.get("requires_gpus", 0)),
+        scenarios=scenarios)
+
+
+def load_definition(name_or_path: str | Path) -> ScenarioDef:
+    """A ready scenario by name (``memory_growth``) or a definition file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".py":
+        path = path.with_suffix(".json")
+    if path.suffix != ".json":
+        path = LOCUSTFILES / f"{name_or_path}.json"
+    if not path.exists():
+        raise ConfigError(f"unknown scenario {str(name_or_path)!r}: use one of {', '.join(available())} "
+                          "or a definition file path")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"scenario {path} is not valid JSON (line {exc.lineno}: {exc.msg}): fix the file") from exc
+    return parse_definition(path.stem, data, str(path))
+
+
+def retarget(definition: ScenarioDef, models: list[str]) -> ScenarioDef:
+    """The scenario pointed at the user's ``models``: one stream per model and request priority, inputs from each
+    model's config (the default pattern), phases kept without stream weights, no planted-defect expectations."""
+    if not models or any(not m or "/" in m for m in models):
+        raise ConfigError(f"bad --models {','.join(models)!r}: give model names separated by commas, e.g. a,b")
+    raw = copy.deepcopy(definition.raw)
+    traffic = raw["traffic"]
+    priorities = sorted({int(s.get("priority", 0)) for s in traffic["streams"]})
+    traffic["streams"] = [{"model": m, **({"priority": p} if p else {})} for m in models for p in priorities]
+    traffic.pop("patterns", None)
+    traffic["phases"] = [{k: v for k, v in ph.items() if k != "weights"} for ph in traffic.get("phases", [])] or \
+        [{"name": "main"}]
+    checks = dict(raw.get("checks") or {})
+    raw["checks"] = checks
+    actions = tuple({**a, "models": models} if a.get("models") else a for a in definition.actions)
+    server = {k: v for k, v in definition.server.items() if k not in ("load_models",)}
+    if server.get("model_control_mode") == "explicit":
+        server["load_models"] = [] if actions else list(models)
+    return ScenarioDef(definition.name, definition.description, raw, definition.users, definition.spawn_rate,
+                       definition.duration_s, server, actions, (), definition.requires_gpus)

@@ -1,0 +1,342 @@
+"""``rmt run``: from zero to verdict — server (embedded, or ``--host``), Locust (master + real worker processes),
+collector, checks, report, and the verdict table set against the scenario's expectations.
+
+Locust runs in child processes (each in its own session, ended by PID when it overstays its deadline), so this
+process is never gevent-patched. The effective scenario definition (durations scaled to ``--duration``, streams
+pointed at ``--models``) is written into the run directory as ``definition.json`` and handed to the locustfile with
+``--rmt-definition``; the locustfile's own checks run at quit on the master, and they are recomputed here from the
+run directory alone (the same library call), so the verdicts printed are exactly the offline ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from rmt.errors import ConfigError, RmtError
+from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
+from rmt.run.verdicts import Row, format_rows, judge_run, rows_for
+from rmt.rundir import RunDir
+from rmt.server import EmbeddedServer, ServerOptions, free_port
+
+LOCUST = str(Path(sys.executable).parent / "locust")
+DEFINITION_FILE = "definition.json"
+LOCUST_LOG = "locust.log"
+
+
+@dataclass
+class RunRequest:
+    """What ``rmt run`` was asked for."""
+
+    scenario: str
+    host: str | None = None
+    duration_s: float | None = None
+    workers: int = 0
+    ui: bool = False
+    out: Path | None = None
+    models: list[str] = field(default_factory=list)
+    users: int | None = None
+    checks: list[str] = field(default_factory=list)
+    expected: bool = False
+    """Exit 0 when every verdict matches its expectation (``make run``), instead of 0 only when all pass."""
+    server: ServerOptions = field(default_factory=ServerOptions)
+    server_flags: set[str] = field(default_factory=set)
+    """The server options the user set explicitly (they win over the scenario's needs)."""
+    progress: TextIO = sys.stdout
+
+
+@dataclass
+class ScenarioRun:
+    """The outcome of one scenario's Locust run."""
+
+    definition: ScenarioDef
+    run_dir: Path
+    rows: list[Row]
+    notes: list[str]
+    skipped: str = ""
+
+
+def gpu_count() -> int:
+    """GPUs visible to ``nvidia-smi -L`` (0 without the tool)."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return 0
+    try:
+        out = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
+def scaled(definition: ScenarioDef, duration_s: float) -> ScenarioDef:
+    """The definition with its finite phases scaled to ``duration_s`` in total."""
+    raw = copy.deepcopy(definition.raw)
+    phases = raw.get("traffic", {}).get("phases")
+    if phases and all("duration_s" in p for p in phases):
+        total = sum(float(p["duration_s"]) for p in phases)
+        for p in phases:
+            p["duration_s"] = round(float(p["duration_s"]) * duration_s / total, 3)
+    return replace(definition, raw=raw, duration_s=duration_s)
+
+
+def check_reachable(url: str, deadline_s: float = 5.0) -> None:
+    """ConfigError naming the fix unless Triton answers ``v2/health/live`` at ``url`` within the deadline."""
+    base = url if "://" in url else f"http://{url}"
+    end = time.monotonic() + deadline_s
+    error = ""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base.rstrip('/')}/v2/health/live", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                error = f"HTTP {resp.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            error = str(getattr(exc, "reason", exc))
+        if time.monotonic() > end:
+            raise ConfigError(f"cannot reach tritonserver at {url} ({error}): start it, fix --host, or leave --host "
+                              "out to start the embedded server")
+        time.sleep(0.2)
+
+
+def server_options(request: RunRequest, needs: dict[str, Any]) -> ServerOptions:
+    """The embedded server's options: the user's flags, completed by what the scenario needs."""
+    opts = request.server
+    updates: dict[str, Any] = {}
+    if "rate_limit_resources" not in request.server_flags and needs.get("rate_limit_resources"):
+        updates["rate_limit_resources"] = list(needs["rate_limit_resources"])
+    if "model_control_mode" not in request.server_flags and needs.get("model_control_mode"):
+        updates["model_control_mode"] = needs["model_control_mode"]
+        if "load_models" not in request.server_flags:
+            updates["load_models"] = list(needs.get("load_models") or [])
+    for key in ("metrics_interval_ms", "log_verbose"):
+        if key not in request.server_flags and key in needs:
+            updates[key] = needs[key]
+    return replace(opts, **updates)
+
+
+class Orchestrator:
+    """Runs one scenario or the campaign (see the module docstring)."""
+
+    def __init__(self, request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.request = request
+        self.clock = clock
+        self.definition = load_definition(request.scenario)
+        if request.workers < 0:
+            raise ConfigError(f"--workers {request.workers}: give 0 (one process) or more worker processes")
+        if request.duration_s is not None and request.duration_s <= 0:
+            raise ConfigError(f"--duration {request.duration_s:g}: give a positive number of seconds")
+        self.out = request.out or Path("runs") / f"{self.definition.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def say(self, text: str) -> None:
+        """One progress line."""
+        print(text, file=self.request.progress, flush=True)
+
+    def plan(self) -> list[tuple[ScenarioDef, Path]]:
+        """Each scenario to run with its run directory (one, or the campaign's in order)."""
+        if not self.definition.scenarios:
+            return [(self._effective(self.definition, self.request.duration_s), self.out)]
+        share = None
+        if self.request.duration_s is not None:
+            share = self.request.duration_s / sum(d for _, d in self.definition.scenarios)
+        return [(self._effective(load_definition(name), d * share if share else d), self.out / name)
+                for name, d in self.definition.scenarios]
+
+    def _effective(self, definition: ScenarioDef, duration_s: float | None) -> ScenarioDef:
+        if self.request.models:
+            definition = retarget(definition, self.request.models)
+        return scaled(definition, duration_s or definition.duration_s)
+
+    def run(self) -> int:
+        """Everything; returns the exit code (0 pass / matches expectations, 3 failed, 2 usage, 1 tool error)."""
+        plan = self.plan()
+        needs = self.definition.server if self.definition.scenarios else plan[0][0].server
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.request.host:
+            check_reachable(self.request.host)
+            return self._all(plan, None)
+        options = server_options(self.request, needs)
+        if self.request.models and options.model_control_mode == "explicit" and "load_models" not in \
+                self.request.server_flags and any(not d.actions for d, _ in plan):
+            options = replace(options, load_models=list(self.request.models))
+        started = self.clock()
+        self.say(f"starting tritonserver ({options.model_repository}) …")
+        with EmbeddedServer(options) as server:
+            self.say(f"tritonserver ready in {self.clock() - started:.1f} s: {server.ready_line()}")
+            return self._all(plan, server)
+
+    def _all(self, plan: list[tuple[ScenarioDef, Path]], server: EmbeddedServer | None) -> int:
+        results: list[ScenarioRun] = []
+        gpus: int | None = None
+        for definition, run_dir in plan:
+            if definition.requires_gpus:
+                gpus = gpu_count() if gpus is None else gpus
+                if gpus < definition.requires_gpus:
+                    why = (f"{definition.name} needs {definition.requires_gpus} GPUs, found {gpus}: run it on a "
+                           f"multi-GPU host with the zoo/gpu repository")
+                    if not self.definition.scenarios:
+                        raise ConfigError(why)
+                    self.say(f"[{definition.name}] skipped: {why}")
+                    results.append(ScenarioRun(definition, run_dir, [], [], skipped=why))
+                    continue
+            results.append(self.run_scenario(definition, run_dir, server))
+        return self.finish(results)
+
+    def run_scenario(self, definition: ScenarioDef, run_dir: Path, server: EmbeddedServer | None) -> ScenarioRun:
+        """One Locust run of ``definition`` into ``run_dir``, then its verdicts (and report)."""
+        rd = RunDir(run_dir)
+        (run_dir / DEFINITION_FILE).write_text(json.dumps(definition.raw, indent=1) + "\n")
+        host = server.http_url if server is not None else str(self.request.host)
+        rd.update_manifest(
+            command=sys.argv, rmt_run={"scenario": definition.name, "duration_s": definition.duration_s,
+                                       "workers": self.request.workers, "users": self._users(definition)},
+            server=server.describe() if server is not None else {"embedded": False, "http_url": host,
+                                                                  "options": {}})
+        rd.close()
+        self.say(f"[{definition.name}] {definition.description}")
+        code = self._locust(definition, run_dir, host, server)
+        if code == 2:
+            raise ConfigError(self._locust_error(run_dir) or f"locust refused the scenario: see {run_dir / LOCUST_LOG}")
+        if code not in (0, 3):
+            raise RmtError(f"locust exited with code {code}: see {run_dir / LOCUST_LOG}")
+        verdicts, notes = judge_run(run_dir, definition.checks, self.request.checks)
+        self._report(run_dir)
+        return ScenarioRun(definition, run_dir, rows_for(definition, verdicts), notes)
+
+    def _users(self, definition: ScenarioDef) -> int:
+        return self.request.users or definition.users
+
+    def _locust(self, definition: ScenarioDef, run_dir: Path, host: str, server: EmbeddedServer | None) -> int:
+        """Run the locustfile (master + workers); print progress; return the master's exit code."""
+        users = self._users(definition)
+        args = [LOCUST, "-f", str(definition.locustfile), "--host", host, "-u", str(users),
+                "-r", str(definition.spawn_rate), "-t", f"{max(1, math.ceil(definition.duration_s))}s",
+                "--rmt-run-dir", str(run_dir), "--rmt-definition", str(run_dir / DEFINITION_FILE),
+                "--stop-timeout", "5", "--rmt-drain-timeout", "20", "--csv", str(run_dir / "locust")]
+        for spec in self.request.checks:
+            args += ["--rmt-checks", spec]
+        if server is not None:
+            args += ["--rmt-collect-pid", str(server.pid), "--rmt-collect-server-url", server.http_url,
+                     "--rmt-collect-metrics-url", server.metrics_url]
+        if self.request.ui:
+            port = free_port()
+            args += ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart", "--autoquit", "15"]
+            self.say(f"[{definition.name}] Locust web UI: http://127.0.0.1:{port}")
+        else:
+            args += ["--headless", "--only-summary"]
+        procs: list[subprocess.Popen[bytes]] = []
+        log = (run_dir / LOCUST_LOG).open("ab")
+        try:
+            if self.request.workers:
+                port = free_port()
+                args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                         "--expect-workers", str(self.request.workers), "--expect-workers-max-wait", "60"]
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            for _ in range(self.request.workers):
+                procs.append(subprocess.Popen(
+                    [LOCUST, "-f", str(definition.locustfile), "--worker", "--master-host", "127.0.0.1",
+                     "--master-port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            code = self._watch(definition, run_dir, procs[0])
+            for worker in procs[1:]:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.wait(timeout=30)  # the master's quit message ends them
+            return code
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: pgid == pid
+                    proc.wait(timeout=10)
+            log.close()
+
+    def _watch(self, definition: ScenarioDef, run_dir: Path, master: subprocess.Popen[bytes]) -> int:
+        """Wait for the master with a deadline, printing request counts from ``windows.jsonl`` every few seconds."""
+        start = self.clock()
+        deadline = start + definition.duration_s + (180 if self.request.ui else 120)
+        next_line = start + 5
+        stats = run_dir / "locust_stats.csv"
+        while True:
+            try:
+                return master.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            now = self.clock()
+            if now > deadline:
+                raise RmtError(f"locust did not finish within {deadline - start:.0f} s: see {run_dir / LOCUST_LOG}")
+            if now >= next_line:
+                sent, failed = _aggregated(stats)
+                self.say(f"[{definition.name}] {now - start:4.0f} s of {definition.duration_s:.0f}  "
+                         f"requests {sent}  failed {failed}")
+                next_line = now + 5
+
+    def _locust_error(self, run_dir: Path) -> str:
+        text = (run_dir / LOCUST_LOG).read_text(errors="replace")
+        lines = [ln.split("rmt: error: ", 1)[1] for ln in text.splitlines() if "rmt: error: " in ln]
+        return lines[-1] if lines else ""
+
+    def _report(self, run_dir: Path) -> None:
+        """``rmt report`` (part B) when it exists: imported lazily, its failure never hides the verdicts."""
+        try:
+            from rmt.report import write_report
+        except ImportError:
+            return
+        try:
+            write_report(run_dir)
+        except (RmtError, OSError, ValueError) as exc:
+            self.say(f"report not written: {exc}")
+
+    def finish(self, results: list[ScenarioRun]) -> int:
+        """Print the verdict table and the run directory; the exit code."""
+        rows = [r for res in results for r in _shown(res.rows)]
+        self.say("")
+        self.say(format_rows(rows))
+        for res in results:
+            for note in res.notes:
+                self.say(f"note ({res.definition.name}): {note}")
+            if res.skipped:
+                self.say(f"skipped ({res.definition.name}): {res.skipped}")
+        summary = [{"scenario": r.scenario, "check": r.verdict.check, "subject": r.verdict.subject,
+                    "status": r.verdict.status, "expected": r.expected, "outcome": r.outcome} for r in rows]
+        (self.out / "expectations.json").write_text(json.dumps(summary, indent=1) + "\n")
+        reports = [res.run_dir / "report.html" for res in results if (res.run_dir / "report.html").exists()]
+        self.say(f"run directory: {self.out}" + (f"  (report: {reports[0]})" if len(reports) == 1 else ""))
+        if self.request.expected:
+            bad = [r for r in rows if not r.matches]
+            return 3 if bad else 0
+        if any(r.verdict.failed for r in rows):
+            return 3
+        return 0
+
+
+def _shown(rows: list[Row]) -> list[Row]:
+    """The rows worth a line: every judged verdict; a check's skips only when it judged nothing at all."""
+    judged = {r.verdict.check for r in rows if r.verdict.status != "skip"}
+    return [r for r in rows if r.verdict.status != "skip" or r.verdict.check not in judged]
+
+
+def _aggregated(path: Path) -> tuple[int, int]:
+    """(requests, failures) of the ``Aggregated`` row of Locust's ``--csv`` stats file (0, 0 before it exists)."""
+    try:
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("Name") == "Aggregated":
+                    return int(row.get("Request Count") or 0), int(row.get("Failure Count") or 0)
+    except (OSError, ValueError, csv.Error):
+        pass
+    return 0, 0
+
+
+__all__ = ["CAMPAIGN", "Orchestrator", "RunRequest", "check_reachable", "gpu_count", "scaled"]

@@ -1,0 +1,115 @@
+"""Verdicts of a scenario run: the checkers as a library, and the table that sets each verdict against what the
+scenario expects (planted defects FAIL on purpose, everything else should pass)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from checkers.base import FAIL, PASS, SKIP, Verdict
+from checkers.inputs import load_inputs, scenario_checks
+from checkers.report import format_table, write_outputs
+from checkers.spec import build_checks, merge_specs, parse_spec, spec_from_mapping
+from rmt.commands.check import evaluate
+from rmt.run.definition import ScenarioDef
+from rmt.rundir import RunDir
+
+CAUGHT, HEALTHY, SKIPPED, UNEXPECTED = "defect caught", "healthy", "not judged", "UNEXPECTED"
+
+
+def judge_run(run_dir: Path, checks: Mapping[str, Any] | None = None, extra: Sequence[str] = ()
+              ) -> tuple[list[Verdict], list[str]]:
+    """Evaluate the checks of a run directory (the scenario's ``checks`` from the manifest, or ``checks``, then
+    ``extra`` command-line specs), write ``verdicts.json`` and ``junit.xml``; (verdicts, notes)."""
+    run = RunDir(run_dir, create=False)
+    mapping = checks if checks is not None else scenario_checks(run.manifest())
+    spec = merge_specs(spec_from_mapping(mapping, origin=f"{run_dir}/manifest.json"),
+                       *(parse_spec(text) for text in extra))
+    inputs = load_inputs(run)
+    with warnings.catch_warnings():  # scipy's degenerate-sample warnings: the verdicts already say "too few"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        verdicts = evaluate(build_checks(spec), inputs)
+    write_outputs(verdicts, run_dir, run_dir=str(run_dir), spec=spec)
+    return verdicts, list(inputs.notes)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One verdict of a run set against its expectation."""
+
+    scenario: str
+    verdict: Verdict
+    expected: str
+    why: str
+
+    @property
+    def outcome(self) -> str:
+        """``defect caught``, ``healthy``, ``not judged`` or ``UNEXPECTED``."""
+        status = self.verdict.status
+        if status == SKIP:
+            return UNEXPECTED if self.expected == FAIL else SKIPPED
+        if status != self.expected:
+            return UNEXPECTED
+        return CAUGHT if status == FAIL else HEALTHY
+
+    @property
+    def matches(self) -> bool:
+        """Whether the verdict is what the scenario expects."""
+        return self.outcome != UNEXPECTED
+
+
+def rows_for(definition: ScenarioDef, verdicts: Sequence[Verdict]) -> list[Row]:
+    """Each verdict with the scenario's expectation (pass unless a planted defect is expected to fail)."""
+    out = []
+    for v in verdicts:
+        exp = definition.expectation(v.check, v.subject)
+        out.append(Row(definition.name, v, exp.status if exp else PASS, exp.why if exp else ""))
+    return out
+
+
+def _short(subject: str, width: int = 58) -> str:
+    return subject if len(subject) <= width else subject[: width - 1] + "…"
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if unit == "bytes":
+        return f"{value / 2**20:.2f} MiB" if abs(value) >= 2**20 else f"{value / 1024:.1f} KiB"
+    return f"{value:.3g}"
+
+
+def _per(measure: str) -> str:
+    return "/10k req" if "per_10k" in measure else ""
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    """The verdict table a newcomer reads: what was judged, what was expected, and whether it matched."""
+    from checkers.report import _unit  # the unit of a measure, from the one measures table
+
+    header = ("SCENARIO", "CHECK", "SUBJECT", "STATUS", "EXPECTED", "MEASURED", "THRESHOLD", "OUTCOME")
+    table = [header] + [
+        (r.scenario, r.verdict.check, _short(r.verdict.subject), r.verdict.status.upper(), r.expected.upper(),
+         _value(r.verdict.measured, _unit(r.verdict.measure)) + _per(r.verdict.measure),
+         f"{r.verdict.comparison} {_value(r.verdict.threshold, _unit(r.verdict.measure))}{_per(r.verdict.measure)}"
+         if r.verdict.threshold is not None else "-",
+         r.outcome + (f": {r.why}" if r.why and r.outcome == CAUGHT else ""))
+        for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    lines = ["  ".join([*(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)), line[-1]]).rstrip()
+             for line in table]
+    caught = sum(r.outcome == CAUGHT for r in rows)
+    healthy = sum(r.outcome == HEALTHY for r in rows)
+    skipped = sum(r.outcome == SKIPPED for r in rows)
+    bad = sum(not r.matches for r in rows)
+    lines.append(f"{healthy} healthy passes, {caught} planted defects caught on purpose, {skipped} not judged, "
+                 f"{bad} unexpected")
+    return "\n".join(lines)
+
+
+__all__ = ["CAUGHT", "HEALTHY", "SKIPPED", "UNEXPECTED", "Row", "format_rows", "format_table", "judge_run",
+           "rows_for"]
