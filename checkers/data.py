@@ -27,6 +27,10 @@ class MemorySeries:
     """Bytes; NaN where the sample is missing."""
     kind: str = "memory"
     """``memory`` (leak check) or ``pool`` (pool counters: pinned pool, stub shm; pool-growth check)."""
+    model: str | None = None
+    """The model whose process it measures (its ``model`` label), None for server- or device-wide series."""
+    device: str | None = None
+    """``gpu=<id>`` for a GPU series, ``host`` for host memory, None when not known."""
 
 
 @dataclass(eq=False)
@@ -41,6 +45,8 @@ class InstanceTrace:
     end_ns: np.ndarray
     cold: np.ndarray | None = None
     """1 where the execution paid a cold start (optional)."""
+    exec_index: np.ndarray | None = None
+    """Executions of the instance before each one, warmup included (optional)."""
 
 
 @dataclass(eq=False)
@@ -65,6 +71,23 @@ class StreamWindows:
     """``HdrHistogram`` of latencies (µs) after the warm-up windows, or None."""
     latency_first_us: np.ndarray | None = None
     """Latencies (µs) of the first requests after the model became READY (cold-start evidence), or None."""
+    pattern: str = ""
+    """Request pattern of the stream (``rmt_users`` scenario pattern name)."""
+    phase: np.ndarray | None = None
+    """Phase each window's requests were issued in (the phase with most requests when a window holds several)."""
+    failed_by: dict[str, np.ndarray] = field(default_factory=dict)
+    """Failures per reason per window: ``timeout``, ``rejected``, ``server``, ``client`` (counts)."""
+    in_flight_max: np.ndarray | None = None
+    """Upper bound of the requests outstanding during each window (count)."""
+    latency_max_us: np.ndarray | None = None
+    """Slowest successful request of each window (µs, NaN when none succeeded)."""
+    timeout_us: int = 0
+    """The ``timeout`` parameter the stream's requests carried (µs; 0: none)."""
+
+    @property
+    def requests(self) -> np.ndarray:
+        """Requests answered per window, successes and failures alike (what a server counts as completed)."""
+        return np.asarray(self.completed) + np.asarray(self.failed)
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,43 @@ class ModelLimits:
     """Instance name → ``rate_limiter.priority`` (a weight: 2 gets half the chances of 1; 0 counts as 1)."""
 
 
+@dataclass(frozen=True)
+class FailureEvent:
+    """One failed request with its error message (``failures.jsonl``; fragmentation evidence)."""
+
+    t_s: float
+    """Epoch seconds of the failure."""
+    model: str
+    message: str
+    need_bytes: float | None = None
+    """Bytes the failed allocation asked for, when known."""
+    device: str | None = None
+    """``gpu=<id>`` or ``host``: where it tried to allocate."""
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    """A lifecycle event of a model (``events.jsonl``): load, warmup, reload — see :mod:`checkers.records`."""
+
+    t_s: float
+    """Epoch seconds."""
+    model: str
+    event: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class CounterSeries:
+    """A cumulative Triton counter of one model sampled over time (e.g. ``nv_inference_compute_infer_duration_us``)."""
+
+    measure: str
+    model: str
+    t_s: np.ndarray
+    """Epoch seconds of each sample."""
+    values: np.ndarray
+    """Cumulative value (NaN where missing)."""
+
+
 @dataclass(eq=False)
 class RunInputs:
     """Everything the checkers read from one run."""
@@ -104,3 +164,17 @@ class RunInputs:
     """Whether the server ran with ``--rate-limit=execution_count``."""
     notes: list[str] = field(default_factory=list)
     """What the adapter could not read, and why (shown with the verdicts)."""
+    configs: dict[str, Any] = field(default_factory=dict)
+    """Model name → its ``ModelConfig`` protobuf (from the run's model repository)."""
+    counters: list[CounterSeries] = field(default_factory=list)
+    """Per-model cumulative Triton counters (compute durations, request counts)."""
+    free_memory: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Device (``gpu=<id>``/``host``) → (epoch s, free bytes) samples."""
+    failures: list[FailureEvent] = field(default_factory=list)
+    events: list[ModelEvent] = field(default_factory=list)
+    readiness: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Model → (epoch s, ready 0/1) samples of a readiness poller."""
+    server_log: list[str] = field(default_factory=list)
+    """Lines of the server's log when the run directory holds one (``tritonserver.log``)."""
+    patterns: dict[str, str] = field(default_factory=dict)
+    """Scenario pattern name → a short description (shape, dtype, data) for explanations."""

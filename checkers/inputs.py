@@ -21,6 +21,8 @@ one instance group).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,13 +30,15 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from checkers.data import InstanceTrace, MemorySeries, RunInputs, StreamWindows
+from checkers import records
+from checkers.data import CounterSeries, InstanceTrace, MemorySeries, RunInputs, StreamWindows
 from checkers.latency import new_histogram
 from checkers.ratelimit import repository_limits
 from collectors import sidecar  # noqa: F401 - imports every source, so their measures are registered
 from collectors.series import SAMPLES_FILE, Series, load_series
 from rmt.errors import ConfigError
 from rmt.measures import MEASURES
+from rmt.modelconfig import load_config_pbtxt
 from rmt.rundir import RunDir
 
 #: Memory measures that are not the server's own memory, with the reason they are not judged.
@@ -43,6 +47,12 @@ COMPLETED = ("nv_inference_request_success", "nv_inference_request_failure")
 WINDOWS_FILE = "windows.jsonl"
 TRACES_FILE = "traces.jsonl"
 STEADY_AFTER_S = 10.0
+STEADY_AFTER_SHARE = 0.2
+"""A stream shorter than 50 s counts as steady after this share of its span (see :func:`_steady_start`)."""
+WARMUP_PHASE = "warmup"
+"""Windows of a phase with this name never count as steady state."""
+#: Per-model cumulative counters read for the black-box checks.
+COUNTERS = ("nv_inference_compute_infer_duration_us", "nv_inference_exec_count", "nv_inference_request_success")
 FAILED_FIELDS = ("failed_timeout", "failed_rejected", "failed_server", "failed_client")
 
 
@@ -77,74 +87,174 @@ def load_inputs(run: RunDir) -> RunInputs:
     if repo:
         try:
             inputs.models = repository_limits(Path(repo))
+            inputs.configs = {cfg.parent.name: load_config_pbtxt(cfg) for cfg in sorted(Path(repo).glob(
+                "*/config.pbtxt"))}
         except ConfigError as exc:
             inputs.notes.append(f"model configs not read: {exc}")
     if (run.path / SAMPLES_FILE).exists():
-        inputs.memory = memory_series(load_series(run))
+        series = load_series(run)
+        inputs.memory = memory_series(series)
+        inputs.counters = counter_series(series)
+        inputs.free_memory = free_memory(series)
         if not inputs.memory:
             inputs.notes.append("no memory series with completed-request counts (is triton_metrics sampled?)")
     else:
         inputs.notes.append(f"no {SAMPLES_FILE}: no collector ran, memory checks have nothing to judge")
+    traffic = scenario_traffic(manifest)
+    inputs.patterns = pattern_descriptions(traffic)
     if (run.path / WINDOWS_FILE).exists():
-        inputs.windows = stream_windows(run.read(WINDOWS_FILE))
+        inputs.windows = stream_windows(run.read(WINDOWS_FILE), stream_timeouts(traffic))
     else:
         inputs.notes.append(f"no {WINDOWS_FILE}: no load ran, request checks have nothing to judge")
     if (run.path / TRACES_FILE).exists():
         inputs.traces = instance_traces(run.read(TRACES_FILE))
+    inputs.failures = records.failure_events(run.read("failures.jsonl"))
+    control, polls = records.control_events(run.read(records.CONTROL_FILE))
+    inputs.events = sorted(records.model_events(run.read("events.jsonl")) + control, key=lambda e: e.t_s)
+    inputs.readiness = records.readiness_timelines(run.read("readiness.jsonl"), polls)
+    log = run.path / records.SERVER_LOG
+    if log.exists():
+        inputs.server_log = log.read_text(errors="replace").splitlines()
     return inputs
+
+
+def scenario_traffic(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The ``traffic`` section of the run's scenario (``rmt_users`` format), or {}."""
+    scenario = manifest.get("scenario")
+    if isinstance(scenario, str):  # a path or a JSON text
+        try:
+            scenario = json.loads(Path(scenario).read_text() if not scenario.lstrip().startswith("{") else scenario)
+        except (OSError, ValueError):
+            return {}
+    if not isinstance(scenario, dict):
+        return {}
+    traffic = scenario.get("traffic", scenario)
+    return traffic if isinstance(traffic, dict) else {}
+
+
+def pattern_descriptions(traffic: Mapping[str, Any]) -> dict[str, str]:
+    """Pattern name → ``shape [8192], dtype FP32, data random`` style text for explanations."""
+    out = {}
+    for name, p in (traffic.get("patterns") or {}).items():
+        if isinstance(p, dict):
+            parts = [f"{k} {json.dumps(p[k]) if not isinstance(p[k], str) else p[k]}"
+                     for k in ("shape", "dtype", "batch_size", "data") if k in p]
+            out[str(name)] = ", ".join(parts) or "the model's defaults"
+    return out
+
+
+def stream_timeouts(traffic: Mapping[str, Any]) -> dict[str, int]:
+    """Stream name (``model/p<priority>/<pattern>``) → its requests' ``timeout_us``, for streams that set one."""
+    out = {}
+    for st in traffic.get("streams") or []:
+        if isinstance(st, dict) and st.get("timeout_us"):
+            out[f"{st['model']}/p{int(st.get('priority', 0))}/{st.get('pattern', 'default')}"] = int(st["timeout_us"])
+    return out
+
+
+def counter_series(series: Mapping[tuple[str, int], Series]) -> list[CounterSeries]:
+    """Every per-model ``triton_metrics`` counter of :data:`COUNTERS` (epoch s, cumulative value)."""
+    return sorted((CounterSeries(s.measure, s.labels["model"], s.t_epoch_ns / 1e9, s.values)
+                   for s in series.values() if s.measure in COUNTERS and "model" in s.labels),
+                  key=lambda c: (c.measure, c.model))
+
+
+def free_memory(series: Mapping[tuple[str, int], Series]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Device → (epoch s, free bytes): NVML's free memory per GPU, else Triton's total − used per GPU."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    totals = {s.labels.get("gpu_uuid"): s for s in series.values() if s.measure == "nv_gpu_memory_total_bytes"}
+    for s in series.values():
+        if s.measure == "nv_gpu_memory_used_bytes" and s.labels.get("gpu_uuid") in totals:
+            total = totals[s.labels.get("gpu_uuid")]
+            values = np.interp(s.t_epoch_ns, total.t_epoch_ns, total.values) - s.values
+            out[f"gpu={s.labels['gpu_uuid']}"] = (s.t_epoch_ns / 1e9, values)
+    for s in series.values():
+        if s.measure == "gpu_memory_free_bytes":
+            out[f"gpu={s.labels.get('gpu', s.labels.get('index', '0'))}"] = (s.t_epoch_ns / 1e9, s.values)
+    return out
 
 
 def _decode(text: str | None) -> HdrHistogram | None:
     return HdrHistogram.decode(text.encode("ascii")) if text else None
 
 
-def stream_windows(records: Iterable[dict[str, Any]]) -> list[StreamWindows]:
-    """``windows.jsonl`` records → one :class:`StreamWindows` per stream (protocols and phases summed)."""
+def _steady_start(ts: np.ndarray) -> int:
+    """Window start (ns) from which a stream counts as steady: :data:`STEADY_AFTER_S` seconds in, or
+    :data:`STEADY_AFTER_SHARE` of the stream's span for a short (CI-sized) run, whichever comes first."""
+    start, end = int(ts[0]), int(ts[-1])
+    return start + int(min(STEADY_AFTER_S * 1e9, STEADY_AFTER_SHARE * (end - start)))
+
+
+_COLS = ("sent", "succeeded", "failed", "in_flight", "failed_timeout", "failed_rejected", "failed_server",
+         "failed_client", "in_flight_max", "latency_max_us")
+
+
+def stream_windows(records: Iterable[dict[str, Any]], timeouts: Mapping[str, int] | None = None
+                   ) -> list[StreamWindows]:
+    """``windows.jsonl`` records → one :class:`StreamWindows` per stream (protocols and phases summed).
+
+    ``timeouts``: stream name → the ``timeout_us`` its requests carried (from the scenario)."""
     rows: dict[str, dict[int, list[float]]] = {}
-    meta: dict[str, tuple[str, int | None]] = {}
-    hists: dict[str, list[tuple[int, str]]] = {}
+    phases: dict[str, dict[int, dict[str, int]]] = {}
+    meta: dict[str, tuple[str, int | None, str]] = {}
+    hists: dict[str, list[tuple[int, str, str]]] = {}
     first: dict[str, tuple[int, float]] = {}
     for rec in records:
         stream, t = str(rec["stream"]), int(rec["window_start_ns"])
-        meta.setdefault(stream, (str(rec["model"]), int(rec["priority"]) or None))
-        acc = rows.setdefault(stream, {}).setdefault(t, [0.0, 0.0, 0.0, 0.0])
+        meta.setdefault(stream, (str(rec["model"]), int(rec["priority"]) or None, str(rec.get("pattern", ""))))
+        acc = rows.setdefault(stream, {}).setdefault(t, [0.0] * 9 + [math.nan])
         acc[0] += rec["sent"]
         acc[1] += rec["succeeded"]
         acc[2] += sum(rec[f] for f in FAILED_FIELDS)
         acc[3] += rec["in_flight"]
+        for i, f in enumerate(FAILED_FIELDS):
+            acc[4 + i] += rec[f]
+        acc[8] += rec.get("in_flight_max") or 0
+        phase = str(rec.get("phase", ""))
+        by_phase = phases.setdefault(stream, {}).setdefault(t, {})
+        by_phase[phase] = by_phase.get(phase, 0) + int(rec["sent"]) + int(rec["succeeded"]) + 1
         if rec["succeeded"]:
-            hists.setdefault(stream, []).append((t, rec["latency_us_hdr"]))
-            if rec.get("latency_max_us") is not None and (stream not in first or t < first[stream][0]):
-                first[stream] = (t, float(rec["latency_max_us"]))
+            hists.setdefault(stream, []).append((t, phase, rec["latency_us_hdr"]))
+            if rec.get("latency_max_us") is not None:
+                acc[9] = float(np.fmax(acc[9], float(rec["latency_max_us"])))
+                if stream not in first or t < first[stream][0]:
+                    first[stream] = (t, float(rec["latency_max_us"]))
     out = []
     for stream, by_t in sorted(rows.items()):
         ts = np.array(sorted(by_t), dtype=np.int64)
-        cols = np.array([by_t[t] for t in ts.tolist()], dtype=float).reshape(-1, 4)
-        start = int(ts[0])
+        cols = np.array([by_t[t] for t in ts.tolist()], dtype=float).reshape(-1, len(_COLS))
+        steady_from = _steady_start(ts)
         steady = new_histogram()
-        for t, text in hists.get(stream, []):
-            h = _decode(text) if t - start >= STEADY_AFTER_S * 1e9 else None
+        for t, phase, text in hists.get(stream, []):
+            h = _decode(text) if t >= steady_from and phase != WARMUP_PHASE else None
             if h is not None:
                 steady.add(h)
-        model, priority = meta[stream]
-        out.append(StreamWindows(stream, model, ts / 1e9, cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], priority,
-                                 steady if steady.get_total_count() else None,
-                                 np.array([first[stream][1]]) if stream in first else None))
+        model, priority, pattern = meta[stream]
+        phase_of = np.array([max(phases[stream][t].items(), key=lambda kv: kv[1])[0] for t in ts.tolist()],
+                            dtype=object)
+        out.append(StreamWindows(
+            stream, model, ts / 1e9, cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], priority,
+            steady if steady.get_total_count() else None,
+            np.array([first[stream][1]]) if stream in first else None,
+            pattern=pattern, phase=phase_of,
+            failed_by={f.removeprefix("failed_"): cols[:, 4 + i] for i, f in enumerate(FAILED_FIELDS)},
+            in_flight_max=cols[:, 8], latency_max_us=cols[:, 9],
+            timeout_us=int((timeouts or {}).get(stream, 0))))
     return out
 
 
 def instance_traces(records: Iterable[dict[str, Any]]) -> list[InstanceTrace]:
     """``traces.jsonl`` rows → one :class:`InstanceTrace` per instance (one row per execution, batch rows merged)."""
-    execs: dict[tuple[str, int, int], dict[tuple[int, int], tuple[int, int, int]]] = {}
+    execs: dict[tuple[str, int, int], dict[tuple[int, int], tuple[int, int, int, int]]] = {}
     for rec in records:
         model = str(rec["stream"]).split("/", 1)[0]
         key = (model, int(rec["instance_index"]), int(rec["device_id"]))
         execs.setdefault(key, {})[(int(rec["pid"]), int(rec["exec_index"]))] = (
-            int(rec["start_ns"]), int(rec["end_ns"]), int(rec.get("cold") or 0))
+            int(rec["start_ns"]), int(rec["end_ns"]), int(rec.get("cold") or 0), int(rec["exec_index"]))
     out = []
     for (model, index, device), rows in sorted(execs.items()):
-        arr = np.array(sorted(rows.values()), dtype=np.int64).reshape(-1, 3)
-        out.append(InstanceTrace(model, f"{model}_0_{index}", device, arr[:, 0], arr[:, 1], arr[:, 2]))
+        arr = np.array(sorted(rows.values()), dtype=np.int64).reshape(-1, 4)
+        out.append(InstanceTrace(model, f"{model}_0_{index}", device, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]))
     return out
 
 
@@ -197,5 +307,8 @@ def memory_series(series: Mapping[tuple[str, int], Series]) -> list[MemorySeries
             continue
         t_ns, done = counter
         requests = np.interp(s.t_epoch_ns, t_ns, done, left=np.nan, right=np.nan)
-        out.append(MemorySeries(series_name(s), s.t_epoch_ns / 1e9, requests, s.values, kind))
+        gpu = s.labels.get("gpu", s.labels.get("gpu_uuid"))
+        device = f"gpu={gpu}" if gpu is not None else ("host" if MEASURES[s.measure].source == "process" else None)
+        out.append(MemorySeries(series_name(s), s.t_epoch_ns / 1e9, requests, s.values, kind,
+                                s.labels.get("model"), device))
     return sorted(out, key=lambda m: m.name)

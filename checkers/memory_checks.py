@@ -9,7 +9,7 @@ import numpy as np
 
 from checkers.base import FAIL, PASS, SKIP, Check, Param, Verdict
 from checkers.data import MemorySeries, RunInputs
-from checkers.quantity import format_bytes, parse_growth, parse_number, parse_warmup
+from checkers.quantity import format_bytes, parse_count, parse_growth, parse_number, parse_warmup
 from checkers.trend import PER_REQUESTS, Trend, fit_trend, is_leak
 
 
@@ -39,6 +39,11 @@ class LeakCheck(Check):
         Param("warmup", "10%", parse_warmup,
               "start of the run left out: a share of the completed requests (10%) or a duration (30s)"),
         Param("series", "*", _glob, "glob of the series names to judge"),
+        Param("short_run", "10k", lambda v: parse_count(str(v)),
+              "a fit spanning fewer completed requests is a short (CI-sized) run, judged by short_max_growth"),
+        Param("short_max_growth", "4KiB/request", parse_growth,
+              "threshold of short runs: allocator settling (~100–350 B/request over a few thousand requests) "
+              "passes, a gross leak (KiB per request) fails; soaks keep max_growth"),
     )
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
@@ -51,8 +56,9 @@ class LeakCheck(Check):
     def judge_series(self, s: MemorySeries) -> Verdict:
         """The verdict on one series."""
         fraction, seconds = self.values["warmup"]
-        limit_per_10k = self.values["max_growth"] * PER_REQUESTS
         trend = fit_trend(s.t_s, s.requests, s.values, warmup_fraction=fraction, warmup_s=seconds)
+        short = trend is not None and trend.requests_span < self.values["short_run"]
+        limit_per_10k = self.values["short_max_growth" if short else "max_growth"] * PER_REQUESTS
         if trend is None:
             finite = s.requests[np.isfinite(s.requests)]
             done = float(finite.max() - finite.min()) if finite.size else 0.0
@@ -61,14 +67,18 @@ class LeakCheck(Check):
             return self.verdict(s.name, float("nan"), limit_per_10k, why,
                                 {"samples": len(s.values), "requests_completed": done}, status=SKIP)
         leaking = is_leak(trend, max_growth_per_10k_bytes=limit_per_10k, alpha=self.values["alpha"])
-        return self.verdict(s.name, trend.growth_per_10k_bytes, limit_per_10k, self._explain(trend, leaking),
-                            self._evidence(trend), status=FAIL if leaking else PASS)
+        return self.verdict(s.name, trend.growth_per_10k_bytes, limit_per_10k,
+                            self._explain(trend, leaking, limit_per_10k, short),
+                            {**self._evidence(trend), "short_run": short}, status=FAIL if leaking else PASS)
 
-    def _explain(self, t: Trend, leaking: bool) -> str:
+    def _explain(self, t: Trend, leaking: bool, limit_per_10k: float, short: bool) -> str:
         grows = (f"grows {format_bytes(t.growth_per_10k_bytes)} per 10k requests "
                  f"({t.slope_bytes_per_request:.1f} B/request, Kendall τ={t.tau:.2f}, p={t.p_value:.2g}, "
                  f"floor {format_bytes(t.floor_growth_per_10k_bytes)}/10k) over {t.requests_span:.0f} requests")
-        limit = format_bytes(self.values["max_growth"] * PER_REQUESTS)
+        limit = format_bytes(limit_per_10k)
+        if short:
+            grows += (f" (a short run: under {self.values['short_run']:.0f} requests the short-run threshold "
+                      "applies)")
         if leaking:
             return f"{grows}: above {limit}/10k with a significant trend and a rising floor — a leak"
         return f"{grows}: within {limit}/10k, or not a significant, floor-raising trend"

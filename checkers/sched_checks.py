@@ -12,6 +12,7 @@ from checkers import concurrency, fairness, latency
 from checkers.base import FAIL, PASS, Check, Param, Verdict
 from checkers.data import InstanceTrace, RunInputs, StreamWindows
 from checkers.quantity import parse_duration, parse_number
+from checkers.queue_checks import budget_param
 from checkers.ratelimit import effective_budgets, parse_flags
 
 
@@ -47,14 +48,17 @@ class RateLimitCheck(Check):
     summary = "resources held by executing instances at any instant vs the rate-limiter budget"
     measure = "rate_limit_peak_held_count"
     unit = "count"
-    params = (Param("tolerance", 0, _nonneg, "resource units above the budget still tolerated"),)
+    params = (Param("tolerance", 0, _nonneg, "resource units above the budget still tolerated"),
+              budget_param("budget to judge against (NAME:COUNT[:DEVICE] …) even without the server's rate "
+                           "limiter; default: the server's flags"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per (resource, device) that traced instances hold."""
-        if not run.rate_limiter_on:
+        declared = list(self.values["budget"])
+        if not run.rate_limiter_on and not declared:
             return self.no_evidence("rate limiter", "the server ran without --rate-limit=execution_count: nothing "
                                     "to account")
-        budgets, _ = effective_budgets(run.models.values(), parse_flags(run.rate_limit_flags))
+        budgets, _ = effective_budgets(run.models.values(), parse_flags(declared or run.rate_limit_flags))
         held: dict[tuple[str, int | None], list[tuple[InstanceTrace, int]]] = defaultdict(list)
         for trace in run.traces:
             limits = run.models.get(trace.model)
@@ -224,7 +228,10 @@ class WarmupCheck(Check):
     name = "warmup"
     summary = "first requests after READY / steady-state p50 latency, per model"
     measure = "cold_start_ratio"
-    params = (Param("max_cold_ratio", 3.0, _positive, "largest tolerated first-request / steady p50 ratio"),)
+    params = (Param("max_cold_ratio", 3.0, _positive, "largest tolerated first-request / steady p50 ratio"),
+              Param("min_excess", "50ms", parse_duration,
+                    "a first request at most this much slower than the steady p50 passes whatever the ratio "
+                    "(sub-ms models: a scheduling hiccup is not a cold start)"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per model with first-request latencies and a steady-state histogram."""
@@ -244,9 +251,12 @@ class WarmupCheck(Check):
             hist = latency.merged(steady[m])
             ratio = latency.cold_ratio(firsts, hist)
             p50 = latency.percentile_us(hist, 50)
-            status = FAIL if math.isnan(ratio) or ratio > self.values["max_cold_ratio"] else PASS
+            excess_us = float(np.max(firsts)) - p50
+            status = FAIL if math.isnan(ratio) or (ratio > self.values["max_cold_ratio"]
+                                                   and excess_us > self.values["min_excess"] * 1e6) else PASS
             out.append(self.verdict(m, ratio, self.values["max_cold_ratio"],
                                     f"slowest first request {np.max(firsts) / 1000:.2f} ms vs steady p50 "
                                     f"{p50 / 1000:.2f} ms: {ratio:.1f}×",
-                                    {"first_us": firsts.tolist()[:32], "steady_p50_us": p50}, status=status))
+                                    {"first_us": firsts.tolist()[:32], "steady_p50_us": p50,
+                                     "excess_us": excess_us}, status=status))
         return out

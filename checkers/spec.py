@@ -17,8 +17,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from checkers.attribution import FragmentationCheck, LeakAttributionCheck
 from checkers.base import Check
+from checkers.lifecycle_checks import (
+    CrossDeviceCheck,
+    ReadinessCheck,
+    ReloadCheck,
+    ReloadLimitCheck,
+    WarmupExecutedCheck,
+)
 from checkers.memory_checks import LeakCheck, PoolGrowthCheck
+from checkers.queue_checks import ConcurrencyCheck, QueuePolicyCheck
 from checkers.sched_checks import (
     FairnessCheck,
     PriorityCheck,
@@ -31,8 +40,9 @@ from rmt.errors import ConfigError
 
 #: Every check, by spec name. Add a check here (one table, no second list).
 CHECKS: dict[str, type[Check]] = {c.name: c for c in (
-    LeakCheck, PoolGrowthCheck, RateLimitCheck, FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck,
-    WarmupCheck,
+    LeakCheck, PoolGrowthCheck, LeakAttributionCheck, FragmentationCheck, RateLimitCheck, ConcurrencyCheck,
+    FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck, QueuePolicyCheck, WarmupCheck, WarmupExecutedCheck,
+    ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck,
 )}
 
 Spec = dict[str, dict[str, Any]]
@@ -83,7 +93,7 @@ def _add(spec: Spec, key: str, value: Any, origin: str) -> None:
         return
     check, _, param = key.partition(".")
     cls = _check_class(check, origin)
-    if not param:
+    if not param or param == "enabled":
         flag = _ON.get(str(value).strip().lower()) if not isinstance(value, bool) else value
         if flag is None:
             raise ConfigError(f"{origin}: {key} = {value!r}: write {check} = on or {check} = off")

@@ -100,8 +100,14 @@ def test_adapter_reads_windows_and_traces(tmp_path: Path) -> None:
     assert (hi.stream, hi.priority, lo.priority) == ("queue_priority/p1/x", 1, 2)
     assert hi.completed.tolist() == [6.0] * 30 and hi.failed.tolist() == [2.0] * 30 and hi.pending[0] == 2
     assert hi.latency_first_us is not None and hi.latency_first_us.tolist() == [900_000.0]
-    assert hi.latency_steady is not None and hi.latency_steady.get_total_count() == 20 * 6  # first 10 s left out
+    # a 29 s stream counts as steady after 20 % of its span (5.8 s), a long one after 10 s
+    assert hi.latency_steady is not None and hi.latency_steady.get_total_count() == 24 * 6
+    assert hi.failed_by["rejected"].tolist() == [2.0] * 30 and hi.failed_by["timeout"].sum() == 0
+    assert hi.pattern == "p" and hi.phase is not None and set(hi.phase.tolist()) == {"main"}
+    assert hi.in_flight_max is not None and hi.in_flight_max[0] == 2
+    assert hi.latency_max_us is not None and hi.latency_max_us[0] == 900_000.0
     verdicts = {v.check: v for c in build_checks({}) for v in c.run(inputs)}
     assert verdicts["priority"].status == "pass" and verdicts["warmup"].status == "fail"
     t0, t1 = inputs.traces
     assert (t0.instance, t1.instance, len(t0.start_ns)) == ("rl_high_0_0", "rl_high_0_1", 20)
+    assert t0.exec_index is not None and t0.exec_index.tolist() == list(range(20))

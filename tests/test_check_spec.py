@@ -79,7 +79,8 @@ def test_mapping_nested_or_flat_and_precedence() -> None:
     assert nested["priority"] == {"enabled": False}
     merged = merge_specs(nested, flat, parse_spec("leak.alpha=0.001"))
     leak = by_name(merged)["leak"]
-    assert leak.raw == {"max_growth": "4MiB/10k", "alpha": "0.001", "warmup": "10%", "series": "*"}
+    assert leak.raw == {"max_growth": "4MiB/10k", "alpha": "0.001", "warmup": "10%", "series": "*",
+                        "short_run": "10k", "short_max_growth": "4KiB/request"}
 
 
 @pytest.mark.parametrize(("text", "fix"), [

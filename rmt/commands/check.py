@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from checkers.api import evaluate as evaluate_run
+from checkers.api import run_checks
 from checkers.base import Check, Verdict
 from checkers.data import RunInputs
-from checkers.inputs import load_inputs, scenario_checks
-from checkers.report import counts, format_table, write_outputs
-from checkers.spec import build_checks, describe_checks, merge_specs, parse_spec, spec_from_mapping
+from checkers.report import counts, format_table
+from checkers.spec import describe_checks, merge_specs, parse_spec, spec_from_mapping
 from rmt.errors import CheckFailed, ConfigError
-from rmt.rundir import RunDir
 
 
 def register(sub: Any) -> None:
@@ -52,11 +52,8 @@ def _file_spec(path: Path) -> dict[str, Any]:
 
 
 def evaluate(checks: list[Check], inputs: RunInputs) -> list[Verdict]:
-    """Every verdict of every check (all are evaluated, whatever fails)."""
-    verdicts: list[Verdict] = []
-    for check in checks:
-        verdicts += check.run(inputs)
-    return verdicts
+    """Every verdict of every check (kept for callers of the old name; see :func:`checkers.api.evaluate`)."""
+    return run_checks(checks, inputs)
 
 
 def cmd_check(args: Any) -> int:
@@ -66,18 +63,14 @@ def cmd_check(args: Any) -> int:
         return 0
     if args.run_dir is None:
         raise ConfigError("give the run directory: rmt check RUN_DIR (or rmt check --list)")
-    run = RunDir(args.run_dir, create=False)
     file_spec = _file_spec(args.checks_file) if args.checks_file else {}
-    scenario_spec = spec_from_mapping(scenario_checks(run.manifest()), origin=f"{args.run_dir}/manifest.json")
     cli_spec = merge_specs(*(parse_spec(text) for text in args.checks))
-    spec = merge_specs(file_spec, scenario_spec, cli_spec)
-    checks = build_checks(spec)
-    inputs = load_inputs(run)
-    verdicts = evaluate(checks, inputs)
+    result = evaluate_run(args.run_dir, cli_spec, file_spec=file_spec)
+    verdicts = result.verdicts
     print(format_table(verdicts))
-    for note in inputs.notes:
+    for note in result.notes:
         print(f"note: {note}")
-    jpath, xpath = write_outputs(verdicts, args.out or args.run_dir, run_dir=str(args.run_dir), spec=spec)
+    jpath, xpath = result.write(args.out)
     print(f"wrote {jpath} and {xpath}")
     failed = counts(verdicts)["fail"]
     if failed:

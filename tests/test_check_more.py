@@ -1,0 +1,258 @@
+"""The checks added for issue 5's rest: each FAILS on a planted defect and PASSES on its healthy twin (synthetic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from checkers.attribution import FragmentationCheck, LeakAttributionCheck
+from checkers.base import FAIL, PASS, SKIP, Check
+from checkers.data import CounterSeries, FailureEvent, MemorySeries, ModelEvent, RunInputs, StreamWindows
+from checkers.lifecycle_checks import (
+    CrossDeviceCheck,
+    ReadinessCheck,
+    ReloadCheck,
+    ReloadLimitCheck,
+    WarmupExecutedCheck,
+)
+from checkers.memory_checks import LeakCheck
+from checkers.queue_checks import ConcurrencyCheck, QueuePolicyCheck
+from checkers.ratelimit import repository_limits
+from checkers.records import control_events, warmup_lines
+from checkers.sched_checks import RateLimitCheck
+from checkers.synthetic import instance_trace, memory_series
+from rmt.modelconfig import load_config_pbtxt
+
+ZOO = Path(__file__).resolve().parent.parent / "model_repository"
+MS = 1_000_000
+
+
+def statuses(check: Check, run: RunInputs) -> list[str]:
+    return [v.status for v in check.run(run)]
+
+
+def configs(*names: str) -> dict[str, Any]:
+    return {n: load_config_pbtxt(ZOO / n / "config.pbtxt") for n in names}
+
+
+def stream(model: str, pattern: str, phases: list[tuple[str, int, int]], rate: float, *, fail_share: float = 0.0,
+           priority: int | None = None, **extra: np.ndarray) -> StreamWindows:
+    """Windows over ``phases`` (name, first second, seconds), sending ``rate``/s only in phases named ``pattern``
+    (or in every phase when the phase name is ``*``)."""
+    n = max(s + k for _, s, k in phases)
+    t = np.arange(n, dtype=float)
+    phase = np.empty(n, dtype=object)
+    sent = np.zeros(n)
+    for name, s, k in phases:
+        phase[s:s + k] = name
+        if name in (pattern, "*"):
+            sent[s:s + k] = rate
+    failed = np.round(sent * fail_share)
+    w = StreamWindows(f"{model}/p{priority or 0}/{pattern}", model, t, sent, sent - failed, failed, np.zeros(n),
+                      priority, pattern=pattern, phase=phase,
+                      failed_by={"server": failed, "timeout": np.zeros(n), "rejected": np.zeros(n),
+                                 "client": np.zeros(n)})
+    for key, value in extra.items():
+        setattr(w, key, value)
+    return w
+
+
+def model_memory(model: str, windows: list[StreamWindows], leak: dict[str, float], seed: int = 0) -> MemorySeries:
+    """A 10 Hz memory series of ``model`` that grows ``leak[pattern]`` bytes per request of that pattern."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, len(windows[0].t_s), 0.1)
+    per_s = np.sum([w.requests for w in windows], axis=0)
+    growth = np.sum([w.requests * leak.get(w.pattern, 0.0) for w in windows], axis=0)
+    idx = np.floor(t).astype(int)
+    frac = t - idx
+    done = np.concatenate([[0], np.cumsum(per_s)])
+    grown = np.concatenate([[0], np.cumsum(growth)])
+    requests = done[idx] + frac * per_s[idx]
+    values = 3e8 + grown[idx] + frac * growth[idx] + rng.normal(0, 32 * 1024, len(t))
+    return MemorySeries(f"process_rss_bytes{{model={model}}}", t, requests, values, "memory", model, "host")
+
+
+PHASES = [("small", 0, 20), ("big", 20, 20)]
+
+
+def test_leak_attribution_names_the_leaking_shape() -> None:
+    ws = [stream("leak_on_shape", "small", PHASES, 50), stream("leak_on_shape", "big", PHASES, 50)]
+    leaky = RunInputs(windows=ws, memory=[model_memory("leak_on_shape", ws, {"big": 256 * 1024})],
+                      patterns={"big": "shape [8192]", "small": "shape [16]"})
+    by = {v.subject.rsplit(" / ", 1)[1]: v for v in LeakAttributionCheck().evaluate(leaky)}
+    assert by["big"].status == FAIL and "shape [8192]" in by["big"].explanation
+    assert by["big"].evidence["bytes_per_request"] == pytest.approx(256 * 1024, rel=0.05)
+    assert by["small"].status == PASS and abs(by["small"].evidence["bytes_per_request"]) < 2048
+    healthy = RunInputs(windows=ws, memory=[model_memory("leak_on_shape", ws, {})])
+    assert statuses(LeakAttributionCheck(), healthy) == [PASS, PASS]
+
+
+def test_leak_attribution_names_the_error_path_and_splits_mixed_phases() -> None:
+    phases = [("normal", 0, 20), ("negative", 20, 20), ("*", 40, 20)]
+    ws = [stream("leak_on_error", "normal", phases, 40),
+          stream("leak_on_error", "negative", phases, 20, fail_share=1.0)]
+    run = RunInputs(windows=ws, memory=[model_memory("leak_on_error", ws, {"negative": 100_000})])
+    by = {v.subject.rsplit(" / ", 1)[1]: v for v in LeakAttributionCheck().evaluate(run)}
+    assert by["negative"].status == FAIL and "error path" in by["negative"].explanation
+    assert by["negative"].evidence["error_path"] and by["negative"].evidence["bytes_per_request"] == pytest.approx(
+        100_000, rel=0.1)
+    assert by["normal"].status == PASS
+    assert set(by["negative"].evidence["phases"]) == {"normal", "negative", "*"}
+
+
+def test_fragmentation_fails_when_enough_memory_was_free() -> None:
+    free = {"gpu=0": (np.arange(10.0), np.full(10, 8e9))}
+    oom = [FailureEvent(5.5, "m", "CUDA out of memory. Tried to allocate 2.00 GiB", 2 * 2**30, "gpu=0")]
+    (v,) = FragmentationCheck().evaluate(RunInputs(failures=oom, free_memory=free))
+    assert v.status == FAIL and v.measured == 1 and v.evidence["fragmentation_examples"][0]["free_bytes"] == 8e9
+    exhausted = {"gpu=0": (np.arange(10.0), np.full(10, 1e9))}
+    assert statuses(FragmentationCheck(), RunInputs(failures=oom, free_memory=exhausted)) == [PASS]
+    other = [FailureEvent(5.5, "m", "invalid input shape", 2 * 2**30, "gpu=0")]
+    assert statuses(FragmentationCheck(), RunInputs(failures=other, free_memory=free)) == [PASS]
+
+
+def _qp(rejected: np.ndarray, timeouts: np.ndarray, priority: int, in_flight_max: float, pending: float,
+        latency_max_us: float = 30_000.0, timeout_us: int = 0) -> StreamWindows:
+    n = len(rejected)
+    w = stream("queue_priority", "x", [("*", 0, n)], 20, priority=priority)
+    w.failed_by = {"rejected": rejected, "timeout": timeouts, "server": np.zeros(n), "client": np.zeros(n)}
+    w.in_flight_max, w.pending = np.full(n, in_flight_max), np.full(n, pending)
+    w.latency_max_us, w.timeout_us = np.full(n, latency_max_us), timeout_us
+    return w
+
+
+def test_queue_policy_as_configured_passes_and_each_breach_fails() -> None:
+    zero, some = np.zeros(10), np.r_[np.zeros(5), np.ones(5) * 3]
+    base: dict[str, Any] = {"configs": configs("queue_priority"), "models": repository_limits(ZOO)}
+    healthy = RunInputs(windows=[_qp(some, some, 2, 40, 30, timeout_us=2000), _qp(zero, zero, 1, 12, 10)], **base)
+    assert statuses(QueuePolicyCheck(), healthy) == [PASS, PASS]
+    cases = {
+        "rejected_unbounded": _qp(some, zero, 1, 40, 30),                   # level 1 has no max_queue_size
+        "timeout_on_delay": _qp(zero, some, 1, 12, 10),                     # level 1 DELAYs, never rejects
+        "rejected_not_full": _qp(some, zero, 2, 6, 4),                      # 6 outstanding < 16: not full
+        "never_rejected_full": _qp(zero, zero, 2, 60, 50),                  # 50 waiting > 16 + 8, none rejected
+        "late_success": _qp(zero, zero, 2, 12, 10, latency_max_us=3e6, timeout_us=2000),
+    }
+    for rule, w in cases.items():
+        (v,) = QueuePolicyCheck().evaluate(RunInputs(windows=[w], **base))
+        assert v.status == FAIL and v.evidence["violations"][rule] > 0, (rule, v.explanation)
+
+
+def _counter(model: str, concurrency: float, seconds: int = 20) -> CounterSeries:
+    t = np.arange(0, seconds, 0.1)
+    return CounterSeries("nv_inference_compute_infer_duration_us", model, t, t * concurrency * 1e6)
+
+
+def test_blackbox_concurrency_against_instances_and_budget() -> None:
+    base: dict[str, Any] = {"configs": configs("rl_high", "rl_low"), "models": repository_limits(ZOO)}
+    limited = RunInputs(counters=[_counter("rl_high", 0.6), _counter("rl_low", 0.3)], rate_limiter_on=True, **base)
+    assert statuses(ConcurrencyCheck(), limited) == [PASS, PASS, PASS]  # 2×0.6 + 2×0.3 = 1.8 ≤ R1 budget 2
+    free = RunInputs(counters=[_counter("rl_high", 1.9), _counter("rl_low", 1.8)], **base)
+    assert statuses(ConcurrencyCheck(), free) == [PASS, PASS]  # no limiter: only instances bound (2 each)
+    verdicts = ConcurrencyCheck({"budget": "R1:2"}).evaluate(free)
+    (res,) = [v for v in verdicts if v.subject == "R1 (rate limiter)"]
+    assert res.status == FAIL and res.evidence["peak_held"] == pytest.approx(2 * 3.7, rel=0.01)
+    over = RunInputs(counters=[_counter("rl_high", 3.0)], **base)
+    assert [v.status for v in ConcurrencyCheck().evaluate(over)] == [FAIL]
+
+
+def test_rate_limit_budget_judges_a_run_without_the_limiter() -> None:
+    starts = np.arange(0, 100 * MS, 10 * MS)
+    run = RunInputs(traces=[instance_trace("rl_high", "rl_high_0_0", starts, 4 * MS),
+                            instance_trace("rl_low", "rl_low_0_0", starts + 2 * MS, 4 * MS)],
+                    models=repository_limits(ZOO))
+    assert statuses(RateLimitCheck(), run) == [SKIP]
+    assert statuses(RateLimitCheck({"budget": "R1:2"}), run) == [FAIL]
+    assert statuses(RateLimitCheck({"budget": "R1:4"}), run) == [PASS]
+
+
+def test_warmup_executed_from_traces_and_the_verbose_log() -> None:
+    base: dict[str, Any] = {"configs": configs("cold_start_warmed"), "models": repository_limits(ZOO)}
+    warmed = instance_trace("cold_start_warmed", "cold_start_warmed_0_0", np.arange(5) * MS, MS)
+    warmed.exec_index, warmed.cold = np.arange(1, 6), np.zeros(5)
+    log = ["I0101 00:00:00.1 backend_model_instance.cc:1] model 'cold_start_warmed' instance cold_start_warmed_0_0 "
+           "is running warmup sample 'cold_start_sample' for iteration 1"]
+    assert warmup_lines(log) == [("cold_start_warmed", "cold_start_warmed_0_0", "cold_start_sample")]
+    assert statuses(WarmupExecutedCheck(), RunInputs(traces=[warmed], server_log=log, **base)) == [PASS]
+    skipped = instance_trace("cold_start_warmed", "cold_start_warmed_0_0", np.arange(5) * MS, MS)
+    skipped.exec_index, skipped.cold = np.arange(5), np.r_[1, np.zeros(4)]
+    (v,) = WarmupExecutedCheck().evaluate(RunInputs(traces=[skipped], **base))
+    assert v.status == FAIL and v.measured == 2 and "before the 1 warmup executions" in v.explanation
+    (v,) = WarmupExecutedCheck().evaluate(RunInputs(traces=[warmed], server_log=["no warmup here"], **base))
+    assert v.status == FAIL and "no 'is running warmup sample" in v.explanation
+
+
+def test_readiness_after_the_last_warmup() -> None:
+    events = [ModelEvent(10.0, "m", "warmup_start"), ModelEvent(10.8, "m", "warmup_end")]
+    polls = np.array([10.0, 10.5, 10.9, 11.0]), np.array([0.0, 0.0, 1.0, 1.0])
+    (ok,) = ReadinessCheck().evaluate(RunInputs(events=events, readiness={"m": polls}))
+    assert ok.status == PASS and ok.measured == pytest.approx(0.1)
+    early = np.array([10.0, 10.5, 10.9]), np.array([0.0, 1.0, 1.0])
+    (bad,) = ReadinessCheck().evaluate(RunInputs(events=events, readiness={"m": early}))
+    assert bad.status == FAIL and bad.measured == pytest.approx(-0.3)
+
+
+def test_reload_failures_and_new_limit_from_model_control_records() -> None:
+    rows = [{"model": "probe", "action": "reload", "requested_ns": 20 * 10**9, "returned_ns": 22 * 10**9,
+             "ok": True, "first_ready_ns": 22 * 10**9, "last_not_ready_ns": None,
+             "config_changes": {"instance_group.0.count": 1}}]
+    events, polls = control_events(rows)
+    assert [e.event for e in events] == ["reload_start", "reload_end"] and polls == {"probe": [(22.0, 1.0)]}
+    ws = stream("probe", "x", [("*", 0, 40)], 50)
+    run = RunInputs(windows=[ws], events=events)
+    assert statuses(ReloadCheck(), run) == [PASS]
+    ws.failed = ws.failed.copy()
+    ws.failed[21] = 3
+    (v,) = ReloadCheck().evaluate(run)
+    assert v.status == FAIL and v.measured == 3
+    one = instance_trace("probe", "probe_0_0", np.arange(23, 30) * 10**9, 10**8)
+    two = instance_trace("probe", "probe_0_1", np.arange(23, 30) * 10**9 + 5 * 10**7, 10**8)
+    assert statuses(ReloadLimitCheck(), RunInputs(traces=[one], events=events)) == [PASS]
+    (v,) = ReloadLimitCheck().evaluate(RunInputs(traces=[one, two], events=events))
+    assert v.status == FAIL and v.measured == 2
+
+
+def _device_traces(serialised: bool) -> list:
+    rng = np.random.default_rng(3)
+    a = [instance_trace("m", f"m_0_{i}", np.arange(0, 1000, 10) * MS + i, 9 * MS, device=0) for i in range(2)]
+    a[0].start_ns[50:], a[1].start_ns[50:] = a[0].start_ns[50:] + 500 * MS, a[1].start_ns[50:] + 500 * MS
+    a[0].end_ns, a[1].end_ns = a[0].start_ns + 9 * MS, a[1].start_ns + 9 * MS
+    starts = np.sort(rng.uniform(0, 2000, 150)).astype(np.int64) * MS
+    if serialised:  # device 1 only runs while device 0 is idle (a global lock)
+        busy0 = np.zeros(2000, dtype=bool)
+        for t in a:
+            for s in (t.start_ns // MS).tolist():
+                busy0[s:s + 10] = True
+        starts = np.array([s for s in starts if not busy0[s // MS:s // MS + 5].any()], dtype=np.int64)
+    return [*a, instance_trace("m", "m_1_0", starts, 5 * MS, device=1)]
+
+
+def test_cross_device_independence() -> None:
+    by = {v.subject: v for v in CrossDeviceCheck().evaluate(RunInputs(traces=_device_traces(False)))}
+    assert by["device 1 while device 0 saturated"].status == PASS
+    by = {v.subject: v for v in CrossDeviceCheck().evaluate(RunInputs(traces=_device_traces(True)))}
+    assert by["device 1 while device 0 saturated"].status == FAIL
+    assert by["device 1 while device 0 saturated"].measured == pytest.approx(0.0, abs=0.05)
+
+
+def test_short_runs_use_the_short_run_threshold_soaks_keep_the_sensitive_one() -> None:
+    settling = memory_series(7, requests=3_000, samples=120, leak_bytes_per_request=300.0)  # allocator settling
+    (v,) = LeakCheck().evaluate(RunInputs(memory=[settling]))
+    assert v.status == PASS and v.evidence["short_run"] and v.threshold == 4096 * 10_000
+    gross = memory_series(7, requests=3_000, samples=120, leak_bytes_per_request=64 * 1024)
+    assert statuses(LeakCheck(), RunInputs(memory=[gross])) == [FAIL]
+    soak = memory_series(7, requests=12_000, leak_bytes_per_request=100.0)
+    (v,) = LeakCheck().evaluate(RunInputs(memory=[soak]))
+    assert v.status == FAIL and not v.evidence["short_run"]
+    assert statuses(LeakCheck({"short_run": "1k"}), RunInputs(memory=[settling])) == [FAIL]
+
+
+@pytest.mark.parametrize("cls", [LeakAttributionCheck, FragmentationCheck, QueuePolicyCheck, ConcurrencyCheck,
+                                 WarmupExecutedCheck, ReadinessCheck, ReloadCheck, ReloadLimitCheck,
+                                 CrossDeviceCheck])
+def test_no_evidence_skips_unless_required(cls: type[Check]) -> None:
+    assert statuses(cls(), RunInputs()) == [SKIP]
+    assert statuses(cls(required=True), RunInputs()) == [FAIL]
