@@ -1,0 +1,225 @@
+"""Live state of the RMT web-UI tab: memory history from the collectors, per-stream rate and µs latency.
+
+Pure data structures (no Flask, no Locust) fed by :mod:`rmt.webui.plugin`:
+
+- :class:`LiveMemory` keeps, per memory series, a bounded history of ``(t_s, completed requests, bytes)`` from the
+  collectors' latest points, and computes *now*, *Δ since start*, the slope, and a **live verdict preview**: the
+  leak check's own statistic (:func:`checkers.trend.fit_trend` + :func:`checkers.trend.is_leak` at the leak check's
+  default threshold) on the data so far.
+- :class:`LiveStreams` keeps per-second, per-stream counts and µs HDR histograms (from Locust ``request`` events in a
+  local run, or from the windows workers ship to the master in a distributed one) and gives rate and p50/p99.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from checkers.inputs import COMPLETED, memory_kind
+from checkers.memory_checks import LeakCheck, PoolGrowthCheck
+from checkers.trend import PER_REQUESTS, Trend, fit_trend, is_leak
+from rmt.report.common import fmt_bytes, fmt_us
+from rmt_users.windows import HDR_HIGHEST_US, new_histogram
+
+HISTORY = 3600
+"""Samples kept per memory series (older ones are thinned, keeping every other one)."""
+RATE_WINDOW_S = 5
+LATENCY_WINDOW_S = 10
+KEEP_S = 120
+"""Seconds of per-stream windows kept for the chart page."""
+
+
+@dataclass(frozen=True)
+class LivePoint:
+    """One latest value of a collector series."""
+
+    measure: str
+    labels: Mapping[str, str]
+    value: float
+
+
+def series_key(measure: str, labels: Mapping[str, str]) -> str:
+    """``measure{label=value,...}`` without the volatile ``pid`` (as :func:`checkers.inputs.series_name`)."""
+    shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "pid")
+    return f"{measure}{{{shown}}}" if shown else measure
+
+
+def section_of(measure: str, kind: str) -> str:
+    """Which part of the tab a memory series belongs to: ``gpu``, ``pool`` or ``process``."""
+    if "gpu" in measure:
+        return "gpu"
+    return "pool" if kind == "pool" else "process"
+
+
+class _History:
+    """Bounded ``(t_s, requests, bytes)`` history of one series; thinned by half when full."""
+
+    def __init__(self, measure: str, kind: str, model: str | None) -> None:
+        self.measure, self.kind, self.model = measure, kind, model
+        self.rows: deque[tuple[float, float, float]] = deque()
+
+    def add(self, t_s: float, requests: float, value: float) -> None:
+        if len(self.rows) >= HISTORY:
+            self.rows = deque(list(self.rows)[::2])
+        self.rows.append((t_s, requests, value))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        arr = np.array(self.rows, dtype=float).reshape(-1, 3)
+        return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+class LiveMemory:
+    """Memory series of the run so far, with the leak check's statistic on them (see the module docstring)."""
+
+    def __init__(self, *, warmup_fraction: float = 0.25, min_requests: float = 200.0) -> None:
+        """``warmup_fraction``: share of the completed requests left out of the fit (one-time imports and pools of
+        the first requests); ``min_requests``: fitted requests needed before the preview says LEAK? or ok."""
+        self.warmup_fraction = warmup_fraction
+        self.min_requests = min_requests
+        self.series: dict[str, _History] = {}
+        self._trends: dict[str, Trend | None] = {}
+
+    def add(self, t_s: float, points: Iterable[LivePoint]) -> None:
+        """Record one poll of the collectors' latest points at ``t_s`` (epoch seconds)."""
+        points = list(points)
+        done: dict[str | None, float] = {}
+        for p in points:
+            if p.measure in COMPLETED and "model" in p.labels and math.isfinite(p.value):
+                done[p.labels["model"]] = done.get(p.labels["model"], 0.0) + p.value
+                done[None] = done.get(None, 0.0) + p.value
+        for p in points:
+            kind = memory_kind(p.measure)
+            if kind is None or not math.isfinite(p.value):
+                continue
+            key = series_key(p.measure, p.labels)
+            hist = self.series.get(key)
+            if hist is None:
+                hist = self.series[key] = _History(p.measure, kind, p.labels.get("model"))
+            requests = done.get(hist.model, done.get(None, math.nan))
+            hist.add(t_s, requests, p.value)
+        self._trends.clear()
+
+    def trend(self, key: str) -> Trend | None:
+        """The leak check's fitted trend of one series on the data so far (cached until the next poll)."""
+        if key not in self._trends:
+            t, r, v = self.series[key].arrays()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._trends[key] = fit_trend(t, r, v, warmup_fraction=self.warmup_fraction, max_points=120)
+        return self._trends[key]
+
+    def rows(self) -> list[dict[str, str]]:
+        """Tab rows: section, subject, now, Δ since start, slope, preview; largest growth first per section."""
+        ranked: list[tuple[int, float, str, dict[str, str]]] = []
+        for key, hist in self.series.items():
+            t, _, v = hist.arrays()
+            delta = float(v[-1] - v[0])
+            trend = self.trend(key)
+            check = PoolGrowthCheck() if hist.kind == "pool" else LeakCheck()
+            limit = float(check.values["max_growth"]) * PER_REQUESTS
+            if trend is not None:
+                slope = f"{fmt_bytes(trend.growth_per_10k_bytes)}/10k req"
+                verdict = "LEAK?" if is_leak(trend, max_growth_per_10k_bytes=limit, alpha=0.01) else "ok"
+                if trend.requests_span < self.min_requests:
+                    verdict = f"too early ({trend.requests_span:.0f} requests fitted)"
+                preview = (f"{check.name}: {verdict} (limit {fmt_bytes(limit)}/10k, τ={trend.tau:.2f}, "
+                           f"p={trend.p_value:.1g})")
+            else:
+                span = float(t[-1] - t[0])
+                slope = f"{fmt_bytes(delta / span * 60)}/min" if span > 0 else "-"
+                preview = f"{check.name}: collecting ({len(t)} samples)"
+            section = section_of(hist.measure, hist.kind)
+            ranked.append(({"gpu": 0, "process": 1, "pool": 2}[section], -abs(delta), key, {
+                "section": section, "subject": key, "now": fmt_bytes(float(v[-1])), "delta": fmt_bytes(delta),
+                "slope": slope, "latency": "", "preview": preview}))
+        return [row for *_, row in sorted(ranked, key=lambda r: r[:3])]
+
+    def chart_lines(self, limit: int = 8) -> list[tuple[str, list[float], list[float]]]:
+        """``(series, t_s, Δ bytes since start)`` of the ``limit`` series that grew most."""
+        growth = []
+        for key, hist in self.series.items():
+            t, _, v = hist.arrays()
+            growth.append((abs(float(v[-1] - v[0])), key, t.tolist(), (v - v[0]).tolist()))
+        growth.sort(key=lambda g: -g[0])
+        return [(key, t, d) for _, key, t, d in growth[:limit]]
+
+
+class LiveStreams:
+    """Per-second, per-stream completed/failed counts and µs latency histograms (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, dict[int, tuple[list[int], HdrHistogram]]] = {}
+        self.totals: dict[str, list[int]] = {}
+
+    def _slot(self, stream: str, second: int) -> tuple[list[int], HdrHistogram]:
+        per = self.seconds.setdefault(stream, {})
+        slot = per.get(second)
+        if slot is None:
+            slot = per[second] = ([0, 0], new_histogram())
+            for old in [s for s in per if s < second - KEEP_S]:
+                del per[old]
+        return slot
+
+    def on_request(self, stream: str, t_s: float, latency_us: float, ok: bool) -> None:
+        """One request outcome (a Locust ``request`` event: ``response_time`` ms × 1000 = µs)."""
+        counts, hist = self._slot(stream, int(t_s))
+        counts[0 if ok else 1] += 1
+        total = self.totals.setdefault(stream, [0, 0])
+        total[0 if ok else 1] += 1
+        if ok:
+            hist.record_value(min(max(1, int(latency_us)), HDR_HIGHEST_US))
+
+    def on_window(self, stream: str, second: int, succeeded: int, failed: int, latency: HdrHistogram) -> None:
+        """A worker's window of one stream (merged exactly: counts add, histograms add)."""
+        counts, hist = self._slot(stream, second)
+        counts[0] += succeeded
+        counts[1] += failed
+        total = self.totals.setdefault(stream, [0, 0])
+        total[0] += succeeded
+        total[1] += failed
+        hist.add(latency)
+
+    def rows(self, now_s: float) -> list[dict[str, str]]:
+        """Tab rows: rate over the last complete seconds, totals, failures, p50/p99 µs over the last seconds."""
+        out = []
+        current = int(now_s)
+        for stream in sorted(self.seconds):
+            per = self.seconds[stream]
+            recent = [per[s] for s in range(current - RATE_WINDOW_S, current) if s in per]
+            rate = sum(c[0] for c, _ in recent) / RATE_WINDOW_S
+            hist = new_histogram()
+            for s in range(current - LATENCY_WINDOW_S, current + 1):
+                if s in per:
+                    hist.add(per[s][1])
+            ok, failed = self.totals.get(stream, [0, 0])
+            p50 = fmt_us(hist.get_value_at_percentile(50)) if hist.get_total_count() else "-"
+            p99 = fmt_us(hist.get_value_at_percentile(99)) if hist.get_total_count() else "-"
+            out.append({"section": "stream", "subject": stream, "now": f"{rate:.1f} req/s",
+                        "delta": f"{ok} ok, {failed} failed", "slope": "", "latency": f"{p50} / {p99}",
+                        "preview": ""})
+        return out
+
+    def chart_lines(self, now_s: float) -> dict[str, list[tuple[str, list[float], list[float]]]]:
+        """Per stream over the kept seconds: ``rate`` (completed/s) and ``p99`` (µs) lines."""
+        rate, p99 = [], []
+        for stream in sorted(self.seconds):
+            per = self.seconds[stream]
+            secs = sorted(s for s in per if s < int(now_s))
+            rate.append((stream, [float(s) for s in secs], [float(per[s][0][0]) for s in secs]))
+            p99.append((stream, [float(s) for s in secs],
+                        [float(per[s][1].get_value_at_percentile(99)) if per[s][1].get_total_count() else math.nan
+                         for s in secs]))
+        return {"rate": rate, "p99": p99}
+
+
+def summary_row(section: str, subject: str, note: str) -> dict[str, Any]:
+    """A row that only says something (e.g. where the chart page is, or why a section is empty)."""
+    return {"section": section, "subject": f"{subject}: {note}", "now": "", "delta": "", "slope": "",
+            "latency": "", "preview": ""}
