@@ -1,0 +1,66 @@
+"""The RMT tab's live data on synthetic inputs: memory rows with the leak preview, stream rate and µs latency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rmt.webui.live import LiveMemory, LivePoint, LiveStreams
+from rmt.webui.plugin import RmtWebUI
+from rmt_users.windows import WindowState
+
+
+def _points(requests: float, leak_bytes: float, flat_bytes: float) -> list[LivePoint]:
+    return [LivePoint("nv_inference_request_success", {"model": "leaky"}, requests),
+            LivePoint("nv_inference_request_success", {"model": "flat"}, requests),
+            LivePoint("process_rss_bytes", {"model": "leaky", "name": "leaky_0_0", "pid": "7"}, leak_bytes),
+            LivePoint("process_rss_bytes", {"model": "flat", "name": "flat_0_0", "pid": "8"}, flat_bytes),
+            LivePoint("gpu_memory_used_bytes", {"gpu": "0"}, 2.0**30)]
+
+
+def test_leak_preview_flags_the_planted_leak_and_not_its_twin() -> None:
+    memory = LiveMemory()
+    for i in range(60):
+        memory.add(1000.0 + i, _points(20.0 * i, 50e6 + 2**20 * 20 * i, 50e6 + (i % 3) * 4096))
+    rows = {r["subject"]: r for r in memory.rows()}
+    assert list(rows)[0] == "gpu_memory_used_bytes{gpu=0}" and rows["gpu_memory_used_bytes{gpu=0}"]["section"] == "gpu"
+    leaky = rows["process_rss_bytes{model=leaky,name=leaky_0_0}"]
+    flat = rows["process_rss_bytes{model=flat,name=flat_0_0}"]
+    assert leaky["preview"].startswith("leak: LEAK?") and leaky["slope"] == "9.77 GiB/10k req"
+    assert flat["preview"].startswith("leak: ok")
+    assert leaky["delta"] == "1.15 GiB" and flat["now"] == "47.69 MiB"
+
+
+def test_leak_preview_waits_for_enough_requests() -> None:
+    memory = LiveMemory(min_requests=10_000)
+    for i in range(20):
+        memory.add(float(i), _points(10.0 * i, 1e6 * i, 1e6))
+    assert all("too early" in r["preview"] or "collecting" in r["preview"] or "ok" in r["preview"]
+               for r in memory.rows() if r["section"] == "process")
+
+
+def test_streams_from_request_events_and_worker_windows() -> None:
+    now = [100.5]
+    ui = RmtWebUI(clock=lambda: now[0])
+    for i in range(50):
+        now[0] = 95.0 + i * 0.1
+        ui.on_request("HTTP", "probe/p0/small", response_time=0.25, exception=None)
+    ui.on_request("HTTP", "probe/p0/small", response_time=3.0, exception=RuntimeError("x"))
+    state = WindowState()
+    state.counts[1] = 30  # succeeded
+    state.counts[3] = 2  # failed_timeout
+    for _ in range(30):
+        state.latency.record_value(1500)
+    report: dict[str, Any] = {"rmt": {"windows": [[[97 * 10**9, "http", "qp/p1/small", "main"], state.to_wire()]]}}
+    ui.on_worker_report("worker-1", report)
+    now[0] = 101.2
+    rows = {r["subject"]: r for r in ui.refresh() if r["section"] == "stream"}
+    assert rows["probe/p0/small"]["delta"] == "50 ok, 1 failed"
+    assert rows["probe/p0/small"]["latency"] == "250 µs / 250 µs"
+    assert rows["qp/p1/small"]["now"] == "6.0 req/s" and rows["qp/p1/small"]["latency"] == "1.5 ms / 1.5 ms"
+
+
+def test_refresh_without_collectors_says_why() -> None:
+    rows = RmtWebUI(clock=lambda: 10.0).refresh()
+    assert any(r["section"] == "memory" and "no collector" in r["subject"] for r in rows)
+    assert rows[-1]["section"] == "charts"
+    assert LiveStreams().rows(10.0) == []
