@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[server,test]'
 	touch $(STAMP)
 
-## run: start the embedded tritonserver with the zoo and run the main job
+## run: the campaign — every scenario, short, on the embedded tritonserver with the zoo; exits 0 when every verdict
+## matches its expectation (healthy twins pass, planted defects fail on purpose)
 run: $(STAMP)
-	$(BIN)/rmt smoke
+	$(BIN)/rmt run campaign --expected
 
 ## test: lint, type-check and the whole test suite (real tritonserver, real Locust processes)
 test: lint

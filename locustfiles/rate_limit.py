@@ -1,7 +1,7 @@
 """rate_limit: a ready rmt scenario (traffic, checks and expectations in ``rate_limit.json`` beside this file).
 
-Rl_high and rl_low contend for rate-limiter resource R1 (budget 2, each instance needs 2, weights 1 vs 2): the
-budget must hold at every instant and completions follow the weights.
+rl_high and rl_low contend for rate-limiter resource R1 (budget 2, each instance needs 2): the budget must hold at
+every instant, and neither model starves.
 
 Run it with plain Locust (``locust -f locustfiles/rate_limit.py --host 127.0.0.1:8000``, add ``--headless`` or
 ``--master``/``--worker``) or end to end with ``rmt run rate_limit``.

@@ -131,7 +131,7 @@ class ScenarioPlugin:
                     rd.update_manifest(model_events=events)
                 for rec in records:
                     ready_ms = ((rec.first_ready_ns or rec.returned_ns) - rec.requested_ns) / 1e6
-                    log.info("rmt: loaded %s (ready after %.0f ms, %d polls)", rec.model, ready_ms, rec.polls)
+                    log.info("rmt: loaded %s (ready after %.0f ms, %d polls)", rec.model, ready_ms, len(rec.polls))
         finally:
             if rd is not None:
                 rd.close()

@@ -1,11 +1,14 @@
 """Model-control actions of a scenario, run by the Locust master against Triton's HTTP API (explicit mode).
 
 - ``{"kind": "load", "models": [...], "poll_ms": 5}``: before traffic (at ``init``), unload each model if loaded,
-  then load it while a second greenlet polls ``GET v2/models/<m>/ready``; one :class:`ModelControlRecord` per model.
-  The traffic that follows is the cold-start probe.
+  then load it while a second greenlet polls ``GET v2/models/<m>/ready``. The traffic that follows is the
+  cold-start probe.
 - ``{"kind": "reload", "model": "rl_low", "at_s": 8, "set": {"instance_group.0.rate_limiter.priority": 1}}``: during
   the run, ``at_s`` seconds after the test starts, load the model again with its current config changed by ``set``
   (Triton's config override, ``parameters.config``), under load, polling readiness.
+
+Records (the checkers' formats, registered in :mod:`checkers.records`): every readiness poll in ``readiness.jsonl``;
+``load_start``/``loaded`` and ``reload_start``/``reload_end`` (detail: the config changes) in ``events.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,46 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from checkers import records as _records  # noqa: F401 - registers readiness.jsonl and events.jsonl
 from rmt.errors import ConfigError
-from rmt.run.records import MODEL_CONTROL_FILE, ModelControlRecord
 from rmt.rundir import RunDir
+
+READINESS_FILE = "readiness.jsonl"
+EVENTS_FILE = "events.jsonl"
+
+
+@dataclass
+class ModelControlRecord:
+    """The outcome of one load/reload of one model (kept in memory for logs; the files hold the evidence)."""
+
+    model: str
+    action: str
+    """``load`` (fresh: unloaded first) or ``reload`` (with a config override, under load)."""
+    requested_ns: int
+    """Epoch ns when the request was sent."""
+    returned_ns: int
+    """Epoch ns when Triton answered."""
+    ok: bool
+    first_ready_ns: int | None = None
+    """Epoch ns of the first poll answering ready after the request (None: never while polled)."""
+    polls: list[tuple[int, bool]] = field(default_factory=list)
+    """(epoch ns of the reply, ready) of every poll."""
+    error: str = ""
+    config_changes: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, run_dir: RunDir) -> None:
+        """Append the polls to ``readiness.jsonl`` and the start/end events to ``events.jsonl``."""
+        run_dir.append(READINESS_FILE, [{"t_ns": t, "model": self.model, "ready": r} for t, r in self.polls])
+        start, end = ("load_start", "loaded") if self.action == "load" else ("reload_start", "reload_end")
+        detail: dict[str, Any] = {"ok": self.ok, **({"error": self.error} if self.error else {}),
+                                  **({"changes": self.config_changes} if self.config_changes else {})}
+        events = [{"t_ns": self.requested_ns, "model": self.model, "event": start, "detail": {}}]
+        if self.ok:
+            events.append({"t_ns": self.returned_ns, "model": self.model, "event": end, "detail": detail})
+        run_dir.append(EVENTS_FILE, events, flush=True)
 
 
 class TritonControl:
@@ -73,20 +111,16 @@ class TritonControl:
         """Load ``model`` (with a config override) while polling its readiness; the record of what happened."""
         body = {"parameters": {"config": json.dumps(override)}} if override is not None else {}
         done = threading.Event()
-        polls = [0]
+        polls: list[tuple[int, bool]] = []
         first_ready: list[int] = []
-        last_not_ready: list[int] = []
 
         def poll() -> None:
             while not done.is_set():
-                polls[0] += 1
                 ready = self.ready(model)
                 t = self.clock_ns()  # when the answer arrived
-                if ready:
-                    if not first_ready and (action == "load" or last_not_ready):
-                        first_ready.append(t)
-                elif not first_ready:
-                    last_not_ready[:] = [t]
+                polls.append((t, ready))
+                if ready and not first_ready and (action == "load" or any(not r for _, r in polls)):
+                    first_ready.append(t)
                 done.wait(poll_ms / 1000)
 
         poller = threading.Thread(target=poll, name=f"rmt-ready-{model}", daemon=True)
@@ -102,8 +136,7 @@ class TritonControl:
             done.set()
             poller.join(timeout=15)
         return ModelControlRecord(model, action, requested, returned, status == 200,
-                                  first_ready[0] if first_ready else None,
-                                  last_not_ready[0] if last_not_ready else None, polls[0], int(poll_ms * 1000),
+                                  first_ready[0] if first_ready else None, polls,
                                   "" if status == 200 else _message(text), dict(changes or {}))
 
 
@@ -135,7 +168,7 @@ def run_load(control: TritonControl, action: dict[str, Any], run_dir: RunDir | N
         rec = control.load_polling(model, "load", poll_ms=float(action.get("poll_ms", 5)))
         records.append(rec)
         if run_dir is not None:
-            run_dir.append(MODEL_CONTROL_FILE, [rec.to_dict()], flush=True)
+            rec.write(run_dir)
         if not rec.ok:
             raise ConfigError(f"cannot load model {model!r} (Triton: {rec.error}): start tritonserver with "
                               "--model-control-mode=explicit and a repository holding the model")
@@ -155,5 +188,5 @@ def run_reload(control: TritonControl, action: dict[str, Any], run_dir: RunDir |
     rec = control.load_polling(model, "reload", poll_ms=float(action.get("poll_ms", 5)), override=config,
                                changes=changes)
     if run_dir is not None:
-        run_dir.append(MODEL_CONTROL_FILE, [rec.to_dict()], flush=True)
+        rec.write(run_dir)
     return rec

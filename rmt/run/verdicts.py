@@ -10,31 +10,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkers.api import evaluate
 from checkers.base import FAIL, PASS, SKIP, Verdict
-from checkers.inputs import load_inputs, scenario_checks
-from checkers.report import format_table, write_outputs
-from checkers.spec import build_checks, merge_specs, parse_spec, spec_from_mapping
-from rmt.commands.check import evaluate
+from checkers.report import format_table
+from checkers.spec import merge_specs, parse_spec
 from rmt.run.definition import ScenarioDef
-from rmt.rundir import RunDir
 
 CAUGHT, HEALTHY, SKIPPED, UNEXPECTED = "defect caught", "healthy", "not judged", "UNEXPECTED"
 
 
 def judge_run(run_dir: Path, checks: Mapping[str, Any] | None = None, extra: Sequence[str] = ()
               ) -> tuple[list[Verdict], list[str]]:
-    """Evaluate the checks of a run directory (the scenario's ``checks`` from the manifest, or ``checks``, then
-    ``extra`` command-line specs), write ``verdicts.json`` and ``junit.xml``; (verdicts, notes)."""
-    run = RunDir(run_dir, create=False)
-    mapping = checks if checks is not None else scenario_checks(run.manifest())
-    spec = merge_specs(spec_from_mapping(mapping, origin=f"{run_dir}/manifest.json"),
-                       *(parse_spec(text) for text in extra))
-    inputs = load_inputs(run)
+    """Evaluate the checks of a run directory through :func:`checkers.api.evaluate` (``extra`` command-line specs >
+    the run's scenario checks > ``checks``), write ``verdicts.json`` and ``junit.xml``; (verdicts, notes)."""
+    spec = merge_specs(*(parse_spec(text) for text in extra)) if extra else None
     with warnings.catch_warnings():  # scipy's degenerate-sample warnings: the verdicts already say "too few"
         warnings.simplefilter("ignore", RuntimeWarning)
-        verdicts = evaluate(build_checks(spec), inputs)
-    write_outputs(verdicts, run_dir, run_dir=str(run_dir), spec=spec)
-    return verdicts, list(inputs.notes)
+        result = evaluate(run_dir, spec, file_spec=checks)
+    result.write()
+    return result.verdicts, result.notes
 
 
 @dataclass(frozen=True)
