@@ -22,7 +22,8 @@ def test_leak_preview_flags_the_planted_leak_and_not_its_twin() -> None:
     for i in range(60):
         memory.add(1000.0 + i, _points(20.0 * i, 50e6 + 2**20 * 20 * i, 50e6 + (i % 3) * 4096))
     rows = {r["subject"]: r for r in memory.rows()}
-    assert list(rows)[0] == "gpu_memory_used_bytes{gpu=0}" and rows["gpu_memory_used_bytes{gpu=0}"]["section"] == "gpu"
+    assert next(iter(rows)) == "gpu_memory_used_bytes{gpu=0}"
+    assert rows["gpu_memory_used_bytes{gpu=0}"]["section"] == "gpu"
     leaky = rows["process_rss_bytes{model=leaky,name=leaky_0_0}"]
     flat = rows["process_rss_bytes{model=flat,name=flat_0_0}"]
     assert leaky["preview"].startswith("leak: LEAK?") and leaky["slope"] == "9.77 GiB/10k req"
