@@ -12,8 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from checkers.api import CheckResult, evaluate
 from collectors.sidecar import Sidecar, SidecarOptions
 from collectors.target import ServerTarget
