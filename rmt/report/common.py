@@ -97,6 +97,15 @@ class RunData:
         return sorted(((p, a, b) for p, (a, b) in spans.items()), key=lambda x: x[1])
 
 
+def verdict_notes(data: RunData, checks: tuple[str, ...]) -> str:
+    """One paragraph per verdict of ``checks`` (pass and fail; skips left out): its status and explanation."""
+    return "".join(f'<p class="explain"><b>{escape(str(v.get("check")))}</b> '
+                   f'<span class="st {escape(str(v.get("status")))}">{escape(str(v.get("status")).upper())}</span> '
+                   f'{escape(str(v.get("subject")))}: {escape(str(v.get("explanation")))}</p>'
+                   for v in (data.verdicts or {}).get("verdicts", [])
+                   if v.get("check") in checks and v.get("status") != "skip")
+
+
 def no_data(what: str, how: str = "") -> str:
     """The paragraph a section shows when the run holds nothing for it."""
     return f'<p class="nodata">No data: {escape(what)}.{" " + escape(how) if how else ""}</p>'

@@ -12,7 +12,7 @@ import numpy as np
 from checkers import concurrency
 from checkers.ratelimit import effective_budgets, parse_flags
 from rmt.report import svg
-from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table
+from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table, verdict_notes
 from rmt_users.windows import histogram_of
 
 #: Percentiles at which a latency CDF is drawn (dense in the tail).
@@ -49,10 +49,7 @@ def throughput_section(data: RunData) -> Section:
     duration = max((b for _, _, b in data.phases), default=1.0) - min((a for _, a, _ in data.phases), default=0.0)
     rows = [[m, sent[m], done[m], failed[m], f"{done[m] / max(duration, 1e-9):.1f}",
              f"{100 * sent[m] / total_sent:.1f}%", f"{100 * done[m] / total_done:.1f}%"] for m in models]
-    fair = [v for v in (data.verdicts or {}).get("verdicts", []) if v.get("check") in ("fairness", "weights",
-                                                                                        "starvation")]
-    notes = "".join(f"<p class=\"explain\"><b>{v['check']}</b> ({v['status']}): {v['explanation']}</p>"
-                    for v in fair)
+    notes = verdict_notes(data, ("fairness", "weights", "starvation"))
     body = (f"<figure>{rate}</figure><figure>{share}</figure>"
             + table(["model", "sent", "completed", "failed", "completed/s", "share of demand", "share served"],
                     rows, cls="data") + notes)
@@ -85,8 +82,7 @@ def latency_section(data: RunData) -> Section:
                                          svg.Axis("percentile", lo=0, hi=100, unit="%"), title=f"{model} latency CDF"))
         figures.append(f'<figure class="cdf">{chart}<figcaption>{model}: share of requests answered within a '
                        "latency (µs HDR histograms, merged over every worker)</figcaption></figure>")
-    prio = [v for v in (data.verdicts or {}).get("verdicts", []) if v.get("check") == "priority"]
-    notes = "".join(f"<p class=\"explain\"><b>priority</b> ({v['status']}): {v['explanation']}</p>" for v in prio)
+    notes = verdict_notes(data, ("priority", "queue_policy"))
     return Section("latency", title, "".join(figures)
                    + table(["model", "priority", "requests", "p50", "p90", "p99", "p99.9", "max"], rows, cls="data")
                    + notes)
@@ -142,8 +138,7 @@ def concurrency_section(data: RunData) -> Section:
         figures.append(f"<figure>{chart}</figure>")
         rows.append([model, len(starts), f"{prof.peak:g}", why,
                      f"{prof.time_above_ns(budget) / 1e6:.1f} ms" if math.isfinite(budget) else "-"])
-    rl = [v for v in (data.verdicts or {}).get("verdicts", []) if v.get("check") == "rate_limit"]
-    notes = "".join(f"<p class=\"explain\"><b>rate_limit</b> ({v['status']}): {v['explanation']}</p>" for v in rl)
+    notes = verdict_notes(data, ("rate_limit", "concurrency", "cross_device"))
     return Section("concurrency", title, "".join(figures) + table(
         ["model", "executions traced", "peak in flight", "budget", "time above budget"], rows, cls="data") + notes)
 
@@ -201,8 +196,7 @@ def warmup_section(data: RunData) -> Section:
     note = "" if has_lifecycle else ('<p class="nodata">No load/warmup/ready events in this run (the warmup '
                                      "scenario records them in the manifest's <code>model_events</code>): the "
                                      "timeline shows first request and reply, and cold executions from traces.</p>")
-    warm = [v for v in (data.verdicts or {}).get("verdicts", []) if v.get("check") == "warmup"]
-    notes = "".join(f"<p class=\"explain\"><b>warmup</b> ({v['status']}): {v['explanation']}</p>" for v in warm)
+    notes = verdict_notes(data, ("warmup", "warmup_executed", "readiness", "reload", "reload_limit"))
     chart = svg.timeline(rows, x=svg.Axis("seconds since load start", unit="s"), title="model warmup timeline")
     return Section("warmup", title, note + f"<figure>{chart}</figure>" + table(
         ["model", "load", "warmup", "ready", "first request", "first reply", "cold executions"], table_rows,

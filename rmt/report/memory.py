@@ -15,7 +15,7 @@ from checkers.memory_checks import LeakCheck, PoolGrowthCheck
 from checkers.quantity import parse_warmup
 from checkers.trend import PER_REQUESTS, Trend, fit_trend
 from rmt.report import svg
-from rmt.report.common import NS, Raw, RunData, Section, fmt_bytes, no_data, table
+from rmt.report.common import NS, Raw, RunData, Section, fmt_bytes, no_data, table, verdict_notes
 
 MAX_CHARTS = 8
 """Memory series drawn as charts (failures first); the rest are listed in the table."""
@@ -155,4 +155,5 @@ def phase_section(data: RunData) -> Section:
     patterns = _patterns(data)
     ptable = table(["phase", "streams sent (requests)"], [[p, ", ".join(patterns.get(p, [])) or "-"]
                                                          for p, _, _ in data.phases], cls="data")
-    return Section("phases", title, f"<figure>{chart}</figure>{ptable}{table(header, rows, cls='data')}")
+    notes = verdict_notes(data, ("leak_attribution", "fragmentation"))
+    return Section("phases", title, f"<figure>{chart}</figure>{ptable}{table(header, rows, cls='data')}{notes}")
