@@ -1,6 +1,6 @@
 """reconfig: a ready rmt scenario (traffic, checks and expectations in ``reconfig.json`` beside this file).
 
-Rl_low is reloaded under load with a changed rate-limiter weight (priority 2 -> 1, Triton's config override in
+rl_low is reloaded under load with a changed rate-limiter weight (priority 2 -> 1, Triton's config override in
 explicit mode): the R1 budget holds throughout and no stream stalls across the reload.
 
 Run it with plain Locust (``locust -f locustfiles/reconfig.py --host 127.0.0.1:8000``, add ``--headless`` or

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ class ScenarioPlugin:
     def _prepare(self, environment: Any, options: Any) -> None:
         definition_file = str(getattr(options, "rmt_definition", "") or "")
         if definition_file:
-            self.definition = load_definition(Path(definition_file))
+            self.definition = replace(load_definition(Path(definition_file)), name=self.definition.name)
         models = [m.strip() for m in str(getattr(options, "rmt_models", "") or "").split(",") if m.strip()]
         if models:
             self.definition = retarget(self.definition, models)

@@ -1,0 +1,141 @@
+"""``rmt run`` end to end: real tritonserver, real Locust processes (master, workers), real collector and checks.
+
+Each run is CI-sized (8-12 s of load) and ends by itself; ``rmt run`` waits on Locust with a deadline and ends its
+children by PID. The verdicts asserted here flip when the planted defect vanishes: the defect's series FAILS while
+its healthy twin PASSES in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmt.rundir import RunDir
+from rmt.server import ZOO_REPOSITORY, EmbeddedServer, free_port
+
+RMT = str(Path(sys.executable).parent / "rmt")
+
+
+def rmt(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the ``rmt`` CLI in its own process."""
+    return subprocess.run([RMT, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def verdicts(run_dir: Path) -> list[dict[str, Any]]:
+    """The verdicts ``rmt run`` wrote."""
+    doc: dict[str, Any] = json.loads((run_dir / "verdicts.json").read_text())
+    return list(doc["verdicts"])
+
+
+def by_model(items: list[dict[str, Any]], check: str) -> dict[str, str]:
+    """Status of each ``check`` verdict by the model named in its subject (``model=<m>`` or the subject itself)."""
+    out = {}
+    for v in items:
+        if v["check"] != check or v["status"] == "skip":
+            continue
+        subject = v["subject"]
+        model = subject.split("model=", 1)[1].split(",", 1)[0].rstrip("}") if "model=" in subject else subject
+        out[model] = v["status"]
+    return out
+
+
+def test_memory_growth_catches_each_planted_leak_and_passes_each_twin(tmp_path: Path) -> None:
+    out = tmp_path / "mg"
+    done = rmt("run", "memory_growth", "--duration", "10", "--out", str(out), "--expected")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    status = by_model(verdicts(out), "leak")
+    assert status == {"leak_host": "fail", "leak_host_healthy": "pass", "leak_on_shape": "fail",
+                      "leak_on_shape_healthy": "pass", "leak_on_error": "fail", "leak_on_error_healthy": "pass"}
+    assert "3 healthy passes, 3 planted defects caught on purpose, 0 not judged, 0 unexpected" in done.stdout
+    assert "tritonserver ready" in done.stdout and "[memory_growth]" in done.stdout
+    manifest = RunDir(out, create=False).manifest()
+    assert manifest["server"]["embedded"] and manifest["server"]["pid"]
+    assert manifest["scenario_name"] == "memory_growth"
+    phases = {w["phase"] for w in RunDir(out, create=False).read("windows.jsonl")}
+    assert phases == {"baseline", "big_shapes", "error_path"}
+    assert (out / "report.html").exists()
+    # Without --expected the planted defects make the run fail, as rmt check does: recompute offline.
+    again = rmt("check", str(out))
+    assert again.returncode == 3
+
+
+def test_warmup_with_two_workers_polls_readiness_and_catches_the_cold_start(tmp_path: Path) -> None:
+    out = tmp_path / "warm"
+    done = rmt("run", "warmup", "--workers", "2", "--duration", "12", "--out", str(out))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]  # cold_start fails on purpose
+    assert by_model(verdicts(out), "warmup") == {"cold_start": "fail", "cold_start_warmed": "pass"}
+    run = RunDir(out, create=False)
+    assert run.manifest()["workers"] == 2
+    assert max(w["processes"] for w in run.read("windows.jsonl")) == 2
+    events = list(run.read("events.jsonl"))
+    assert [(e["model"], e["event"]) for e in events] == [
+        ("cold_start", "load_start"), ("cold_start", "loaded"),
+        ("cold_start_warmed", "load_start"), ("cold_start_warmed", "loaded")]
+    polls = [p for p in run.read("readiness.jsonl") if p["model"] == "cold_start_warmed"]
+    start = next(e["t_ns"] for e in events if e["model"] == "cold_start_warmed")
+    first_ready = min(p["t_ns"] for p in polls if p["ready"])
+    assert any(not p["ready"] for p in polls) and first_ready > start  # polled while its warmup ran
+
+
+@pytest.fixture
+def user_repository(tmp_path: Path) -> Path:
+    """A user's repository: two models under the user's names (a leaky one and a healthy one)."""
+    root = tmp_path / "repo"
+    for name, source in (("my_model", "leak_host_healthy"), ("my_leaky_model", "leak_host")):
+        (root / name / "1").mkdir(parents=True)
+        shutil.copy(ZOO_REPOSITORY / source / "config.pbtxt", root / name / "config.pbtxt")
+        (root / name / "1" / "model.py").symlink_to((ZOO_REPOSITORY / source / "1" / "model.py").resolve())
+    return root
+
+
+def test_models_point_a_scenario_at_a_user_repository(user_repository: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    done = rmt("run", "memory_growth", "--model-repository", str(user_repository),
+               "--models", "my_model,my_leaky_model", "--duration", "8", "--out", str(out))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
+    assert by_model(verdicts(out), "leak") == {"my_leaky_model": "fail", "my_model": "pass"}
+    streams = {w["stream"] for w in RunDir(out, create=False).read("windows.jsonl")}
+    assert streams == {"my_model/p0/default", "my_leaky_model/p0/default"}  # inputs from the model config
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rmt: error: "), done.stderr
+    return lines[0]
+
+
+def test_bad_inputs_are_one_line_errors(triton_server: EmbeddedServer, tmp_path: Path) -> None:
+    done = rmt("run", "nope", "--out", str(tmp_path / "a"))
+    assert done.returncode == 2
+    assert "unknown scenario 'nope': use one of" in _one_error_line(done)
+    done = rmt("run", "priority", "--host", f"127.0.0.1:{free_port()}", "--out", str(tmp_path / "b"))
+    assert done.returncode == 2
+    assert "cannot reach tritonserver" in _one_error_line(done)
+    done = rmt("run", "priority", "--host", triton_server.http_url, "--models", "no_such_model", "--duration", "3",
+               "--out", str(tmp_path / "c"))
+    assert done.returncode == 2
+    assert "model 'no_such_model' is not on the server" in _one_error_line(done)
+    done = rmt("run", "priority", "--models", ",", "--out", str(tmp_path / "d"))
+    assert done.returncode == 2 and "bad --models" in _one_error_line(done)
+    done = rmt("run", "cross_device", "--out", str(tmp_path / "e"))
+    assert done.returncode == 2 and "needs 2 GPUs" in _one_error_line(done)
+
+
+def test_plain_locust_headless_exits_3_on_a_failing_check(triton_server: EmbeddedServer, tmp_path: Path) -> None:
+    locust = str(Path(sys.executable).parent / "locust")
+    locustfile = str(Path(__file__).resolve().parent.parent / "locustfiles" / "memory_growth.py")
+    out = tmp_path / "plain"
+    done = subprocess.run([locust, "-f", locustfile, "--headless", "-u", "8", "-r", "100", "-t", "8s", "--host",
+                           triton_server.http_url, "--rmt-run-dir", str(out), "--only-summary", "--stop-timeout", "5"],
+                          capture_output=True, text=True, timeout=120, check=False, start_new_session=True)
+    assert done.returncode == 3, done.stderr[-3000:]
+    status = by_model(verdicts(out), "leak")
+    assert status["leak_host"] == "fail" and status["leak_host_healthy"] == "pass"
+    # the collector found the server behind --host by its port and sampled the stubs
+    assert (out / "samples.jsonl").exists() and "rmt: run directory" in done.stderr
