@@ -17,6 +17,12 @@ drift fails it). Windows of one stream are summed over protocols and phases;
 priority 0 (the model's default level) counts as unknown; the steady-state histogram leaves out the first
 :data:`STEADY_AFTER_S` seconds of a stream; a trace's instance is named ``<model>_0_<instance_index>`` (models with
 one instance group).
+
+Also read when present: the stream's pattern, phase per window, failures by reason, ``in_flight_max`` and the
+slowest latency per window (leak attribution, queue policy, reload); ``timeout_us`` and pattern descriptions from
+the manifest's scenario; per-model counters (:data:`COUNTERS`) and free memory from the collector's series; model
+configs (``ModelConfig``) from the repository; ``failures.jsonl``, ``events.jsonl``, ``readiness.jsonl``,
+``model_control.jsonl`` and a verbose ``tritonserver.log`` (see :mod:`checkers.records`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,8 +120,10 @@ def fit_trend(t_s: np.ndarray, requests: np.ndarray, values: np.ndarray, *, warm
     bx, by = bin_medians(r, v, max_points)
     if len(np.unique(bx)) < 2:
         return None
-    slope, intercept, _, _ = stats.theilslopes(by, bx)
-    tau, p_value = stats.kendalltau(bx, by)
+    with warnings.catch_warnings():  # degenerate (e.g. all-equal) points: the confidence interval is NaN, not needed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        slope, intercept, _, _ = stats.theilslopes(by, bx)
+        tau, p_value = stats.kendalltau(bx, by)
     if not math.isfinite(tau):  # a constant series: no trend at all
         tau, p_value = 0.0, 1.0
     return Trend(
