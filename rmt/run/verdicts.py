@@ -4,6 +4,7 @@ scenario expects (planted defects FAIL on purpose, everything else should pass).
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from checkers.report import format_table
 from checkers.spec import merge_specs, parse_spec
 from rmt.run.definition import ScenarioDef
 
+_SERIES = re.compile(r"^(?P<measure>[\w:]+)\{[^}]*\binstance=(?P<instance>[^,}]+)[^}]*\}(?P<rest>.*)$")
 CAUGHT, HEALTHY, SKIPPED, UNEXPECTED = "defect caught", "healthy", "not judged", "UNEXPECTED"
 
 
@@ -66,6 +68,10 @@ def rows_for(definition: ScenarioDef, verdicts: Sequence[Verdict]) -> list[Row]:
 
 
 def _short(subject: str, width: int = 58) -> str:
+    """A series subject ``m{instance=i,model=...} / pattern`` as ``m[i] / pattern``; others cut to ``width``."""
+    match = _SERIES.match(subject)
+    if match:
+        subject = f"{match['measure']}[{match['instance']}]{match['rest']}"
     return subject if len(subject) <= width else subject[: width - 1] + "…"
 
 
