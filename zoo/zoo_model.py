@@ -30,6 +30,19 @@ Parameters (``parameters { key: "..." value { string_value: "..." } }``; all opt
 - ``pool_buffer_bytes``: each request takes a buffer of this size from a pool and gives it back.
 - ``pool_reuse``: ``true`` (healthy) reuses returned buffers; ``false`` (the defect) always allocates a fresh one,
   so the free list — and the process — grows though every buffer is "returned".
+- ``cold_per_shape_us``: extra sleep on the first execution of each *execution shape* per instance (rows summed
+  over the execution's requests × row dims; a shape-specialised JIT/autotune). Warmup pays it for the shapes its
+  samples exercise; every other shape pays it on its first request after READY.
+- ``graph_shapes``: execution shapes that get a (simulated or CUDA) graph, written ``ROWSxD1xD2`` and separated by
+  commas (``1x16,4x16``); ``optimization { cuda { graphs: true graph_spec [...] } }`` entries count too. A graph is
+  captured only while the instance runs its warmup executions (the first Σ ``count`` executions, as Triton runs
+  ``model_warmup`` per instance before READY); afterwards a configured shape without a graph runs **eagerly**.
+  On a KIND_GPU instance with torch the graph is a real ``torch.cuda.CUDAGraph`` (``y = 2x + 1``) replayed on the
+  request's data; elsewhere a twin keeps the same bookkeeping without CUDA. Each execution logs one INFO line
+  ``rmt_graph model=M instance=I exec=N shape=4x16 configured=1 mode=replay|eager|capture warmup=0|1`` (the run
+  directory's ``tritonserver.log`` is the checkers' evidence), and the optional output ``GRAPH`` (INT64 ``[4]`` per
+  row) carries ``mode`` (0 eager, 1 replay, 2 capture), ``configured``, graphs captured by the instance, and
+  ``round(sum(2x + 1))`` over the request's rows as computed by the graph or eagerly.
 """
 
 from __future__ import annotations
@@ -44,6 +57,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 TRACE_FIELDS = ("pid", "instance_index", "exec_index", "start_ns", "end_ns", "device_id", "cold")
+GRAPH_FIELDS = ("mode", "configured", "graphs", "checksum")
+GRAPH_MODES = ("eager", "replay", "capture")
 
 
 def _param(config: dict[str, Any], key: str, default: str = "") -> str:
@@ -105,6 +120,75 @@ class _Device:
             buf.fill(2)
 
 
+Shape = tuple[int, ...]
+"""An execution shape: rows (summed over the execution's requests) first, then the row dims."""
+
+
+def _shape_text(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def graph_shapes(config: dict[str, Any]) -> set[Shape]:
+    """The execution shapes that get a graph: the ``graph_shapes`` parameter and, when ``optimization.cuda.graphs``
+    is on, every ``graph_spec`` entry (``batch_size`` rows, the first input's dims)."""
+    shapes = {tuple(int(d) for d in item.strip().split("x")) for item in _param(config, "graph_shapes").split(",")
+              if item.strip()}
+    cuda = config.get("optimization", {}).get("cuda", {})
+    if cuda.get("graphs"):
+        for spec in cuda.get("graph_spec", []):
+            dims = next(iter(spec.get("input", {}).values()), {}).get("dim", [])
+            shapes.add((max(1, int(spec.get("batch_size", 1) or 1)), *(int(d) for d in dims)))
+    return shapes
+
+
+class _Graphs:
+    """Per-shape graphs of ``y = 2x + 1``: real ``torch.cuda.CUDAGraph`` objects on a GPU instance with torch,
+    plain bookkeeping (the same modes, computed by numpy) elsewhere."""
+
+    def __init__(self, shapes: set[Shape], device: _Device) -> None:
+        self.shapes = shapes
+        self.torch = device._torch
+        self.device = f"cuda:{device.device_id}"
+        self.captured: dict[Shape, Any] = {}
+
+    def run(self, x: np.ndarray, capture_allowed: bool) -> tuple[int, np.ndarray]:
+        """(mode index in :data:`GRAPH_MODES`, per-row sums of ``2x + 1``) for the execution's stacked rows."""
+        shape = tuple(x.shape)
+        mode = 0
+        if shape in self.captured:
+            mode = 1
+        elif shape in self.shapes and capture_allowed:
+            self.captured[shape] = self._capture(shape)
+            mode = 2
+        if self.torch is None:
+            return mode, (x.astype(np.float64) * 2 + 1).reshape(len(x), -1).sum(axis=1)
+        torch = self.torch
+        if mode:
+            static_in, static_out, graph = self.captured[shape]
+            static_in.copy_(torch.from_numpy(x))
+            graph.replay()
+            out = static_out
+        else:
+            out = torch.from_numpy(x).to(self.device) * 2 + 1
+        return mode, out.reshape(len(x), -1).double().sum(dim=1).cpu().numpy()
+
+    def _capture(self, shape: Shape) -> Any:
+        if self.torch is None:
+            return shape
+        torch = self.torch
+        static_in = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm the kernels outside the graph, as torch's docs ask
+            static_in * 2 + 1
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = static_in * 2 + 1
+        torch.cuda.synchronize(self.device)
+        return static_in, static_out, graph
+
+
 class TritonPythonModel:
     """A zoo model; behaviour comes from the config ``parameters`` (see the module docstring)."""
 
@@ -126,6 +210,12 @@ class TritonPythonModel:
         self.leak_on_error_only = _param(config, "leak_on_error_only") == "true"
         self.pool_bytes = int(_param(config, "pool_buffer_bytes", "0") or 0)
         self.pool_reuse = _param(config, "pool_reuse", "true") == "true"
+        self.model_name = args.get("model_name", "")
+        self.shape_cold_s = int(_param(config, "cold_per_shape_us", "0") or 0) / 1e6
+        self.shapes_seen: set[Shape] = set()
+        shapes = graph_shapes(config)
+        self.graphs = _Graphs(shapes, self.device) if shapes else None
+        self.warmup_execs = sum(max(1, int(s.get("count", 0) or 0)) for s in config.get("model_warmup", []))
         self.exec_index = 0
         self.leaked: list[Any] = []
         self.pool_free: list[Any] = []
@@ -158,10 +248,43 @@ class TritonPythonModel:
         if self.delay_s > 0:
             time.sleep(self.delay_s)
         responses = [self._one(request) for request in requests]
+        graph_rows = self._shapes(responses) if self.shape_cold_s > 0 or self.graphs is not None else None
         end_ns = time.time_ns()
         trace_row = [self.pid, self.instance_index, self.exec_index, start_ns, end_ns, self.device_id, int(cold)]
         self.exec_index += 1
-        return [self._respond(r, trace_row) for r in responses]
+        return [self._respond(r, trace_row, None if graph_rows is None else graph_rows[i])
+                for i, r in enumerate(responses)]
+
+    def _shapes(self, results: list[Any]) -> list[np.ndarray | None]:
+        """Per-shape cold start and graphs for this execution; the ``GRAPH`` rows of each request (None: error)."""
+        arrays = [r for r in results if isinstance(r, np.ndarray)]
+        out: list[np.ndarray | None] = [None] * len(results)
+        if not arrays:
+            return out
+        rows = [a.reshape(1, *a.shape) if not self.batched or a.ndim == 0 else a for a in arrays]
+        if len({r.shape[1:] for r in rows}) != 1:
+            return out  # rows of different dims: no common execution shape, nothing to key on
+        stacked = np.ascontiguousarray(np.concatenate(rows).astype(np.float32, copy=False))
+        shape = tuple(stacked.shape)
+        if self.shape_cold_s > 0 and shape not in self.shapes_seen:
+            time.sleep(self.shape_cold_s)
+        self.shapes_seen.add(shape)
+        if self.graphs is None:
+            return out
+        in_warmup = self.exec_index < self.warmup_execs
+        mode, sums = self.graphs.run(stacked, capture_allowed=in_warmup)
+        configured = int(shape in self.graphs.shapes)
+        pb_utils.Logger.log_info(
+            f"rmt_graph model={self.model_name} instance={self.instance_index} exec={self.exec_index} "
+            f"shape={_shape_text(shape)} configured={configured} mode={GRAPH_MODES[mode]} warmup={int(in_warmup)}")
+        start = 0
+        for i, r in enumerate(results):
+            if isinstance(r, np.ndarray):
+                n = len(r) if self.batched and r.ndim > 0 else 1
+                checksum = round(float(sums[start:start + n].sum()))
+                out[i] = np.asarray([mode, configured, len(self.graphs.captured), checksum], dtype=np.int64)
+                start += n
+        return out
 
     def _one(self, request: Any) -> Any:
         tensor = pb_utils.get_input_tensor_by_name(request, "INPUT0")
@@ -176,7 +299,7 @@ class TritonPythonModel:
             self.device.touch(self.device.allocate(self.scratch_bytes))  # dropped at once
         return data
 
-    def _respond(self, result: Any, trace_row: list[int]) -> Any:
+    def _respond(self, result: Any, trace_row: list[int], graph_row: np.ndarray | None = None) -> Any:
         if isinstance(result, pb_utils.TritonError):
             return pb_utils.InferenceResponse(output_tensors=[], error=result)
         rows = result.shape[0] if self.batched and result.ndim > 0 else None
@@ -189,6 +312,9 @@ class TritonPythonModel:
             owned_bytes = self.pool_owned * self.pool_bytes
             stats = [self.pool_owned, self.pool_owned - len(self.pool_free), owned_bytes]
             tensors.append(self.encode("POOL_STATS", self._rows(stats, rows)))
+        if "GRAPH" in self.outputs:
+            graph = graph_row.tolist() if graph_row is not None else [0, 0, 0, 0]
+            tensors.append(self.encode("GRAPH", self._rows(graph, rows)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     @staticmethod
