@@ -36,13 +36,14 @@ from checkers.sched_checks import (
     WarmupCheck,
     WeightsCheck,
 )
+from checkers.shape_checks import GraphReplayCheck, ShapeWarmupCheck
 from rmt.errors import ConfigError
 
 #: Every check, by spec name. Add a check here (one table, no second list).
 CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     LeakCheck, PoolGrowthCheck, LeakAttributionCheck, FragmentationCheck, RateLimitCheck, ConcurrencyCheck,
     FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck, QueuePolicyCheck, WarmupCheck, WarmupExecutedCheck,
-    ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck,
+    ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck,
 )}
 
 Spec = dict[str, dict[str, Any]]
