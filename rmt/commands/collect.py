@@ -13,9 +13,7 @@ again, and the time in between is recorded as gaps.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from collectors.sidecar import DEFAULT_SOURCES, SOURCE_NAMES, Sidecar, SidecarOp
 from collectors.target import ServerTarget
 from rmt.errors import ConfigError
 from rmt.rundir import RunDir
+from rmt.signals import StopSignals
 
 
 def register(sub: Any) -> None:
@@ -72,15 +71,7 @@ def cmd_collect(args: Any) -> int:
     target = ServerTarget(pid=args.pid, http_url=args.server_url, metrics_url=args.metrics_url)
     if args.pid is not None and target.server() is None:
         raise ConfigError(f"no process with pid {args.pid}: pass tritonserver's PID (or --server-url HOST:PORT)")
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    signals = StopSignals().install()
     run = RunDir(args.out)
     run.update_manifest(command=["rmt", *sys.argv[1:]])
     sidecar = Sidecar(target, run, options)
@@ -91,12 +82,12 @@ def cmd_collect(args: Any) -> int:
                 print(f"rmt collect: {st.name} unavailable: {st.info.reason}", file=sys.stderr, flush=True)
         on = [st.name for st in sidecar.collector.statuses() if st.info.available]
         print(f"collecting api={sidecar.url or '-'} out={args.out} sources={','.join(on)}", flush=True)
-        stop.wait(args.duration)
+        signals.event.wait(args.duration)
     finally:
         sidecar.stop()
         run.close()
     totals = {st.name: (st.samples_total, st.errors_total) for st in sidecar.collector.statuses()}
     summary = " ".join(f"{name}={ok}/{err}" for name, (ok, err) in totals.items())
-    print(f"stopped{f' (signal {received[0]})' if received else ''}: samples/gaps {summary}", file=sys.stderr,
+    print(f"stopped{signals.describe()}: samples/gaps {summary}", file=sys.stderr,
           flush=True)
     return 0

@@ -8,14 +8,13 @@ Prints exactly one line once the server is ready (other tools parse it)::
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from rmt.errors import ServerError
 from rmt.server import ZOO_REPOSITORY, EmbeddedServer, ServerOptions
+from rmt.signals import StopSignals
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,24 +68,16 @@ def register(sub: Any) -> None:
 
 def run_start(args: Any) -> int:
     """Start, print the ready line, wait for SIGINT/SIGTERM or the server's death, stop."""
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    signals = StopSignals().install()
     server = EmbeddedServer(options_from_args(args))
     try:
         server.start()
         print(server.ready_line(), flush=True)
-        while not stop.wait(0.5):
+        while not signals.event.wait(0.5):
             if not server.is_running():
                 tail = server.log_tail(20)
                 raise ServerError(f"tritonserver (pid {server.pid}) exited unexpectedly; last log lines:\n{tail}")
     finally:
         server.stop()
-    print(f"stopped (signal {received[0]})" if received else "stopped", file=sys.stderr, flush=True)
+    print(f"stopped{signals.describe()}", file=sys.stderr, flush=True)
     return 0
