@@ -163,6 +163,14 @@ class TrafficEngine:
         assert self.clock is not None
         return self.clock.index_at((mono_ns - self.start_mono_ns) / 1e9)
 
+    def end_phase(self, index: int, at_ns: int) -> bool:
+        """End phase ``index`` early at epoch ``at_ns`` (later phases move up); False when not inside it.
+
+        The additive hook of adaptive drivers (:mod:`rmt.capacity`): arrivals and closed-loop users alike follow.
+        """
+        assert self.clock is not None and self.plan is not None
+        return self.clock.end_phase(index, (at_ns - self.plan.start_ns) / 1e9)
+
     # -- open loop ---------------------------------------------------------------------------------------------------
     def start_arrivals(self, dropped: Any) -> None:
         """Start issuing this process's share of the open-loop arrivals (idempotent).
@@ -179,7 +187,7 @@ class TrafficEngine:
         plan = self.plan
         assert plan is not None and self.picker is not None
         rng = random.Random(scenario.seed * 104729 + plan.rank)
-        process = ArrivalProcess(scenario, 1.0 / plan.workers, rng, offset=plan.rank / plan.workers)
+        process = ArrivalProcess(scenario, 1.0 / plan.workers, rng, offset=plan.rank / plan.workers, clock=self.clock)
         backlog = scenario.backlog
         while not self.draining:
             nxt = process.next()

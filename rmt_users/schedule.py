@@ -32,6 +32,21 @@ class PhaseClock:
         """Seconds from the start at which phase ``index`` ends (``inf`` for an open-ended last phase)."""
         return self._ends[index]
 
+    def end_phase(self, index: int, at_s: float) -> bool:
+        """End phase ``index`` early, ``at_s`` seconds from the start; later phases move up by the time cut.
+
+        The hook of adaptive drivers (e.g. :mod:`rmt.capacity`'s stepped sweep, which leaves a step once it is
+        stable). Returns False, changing nothing, when ``at_s`` is not inside phase ``index``.
+        """
+        start = self._ends[index - 1] if index > 0 else 0.0
+        end = self._ends[index]
+        if not start <= at_s < end:
+            return False
+        cut = end - at_s
+        for i in range(index, len(self._ends)):
+            self._ends[i] -= cut
+        return True
+
     @property
     def total_s(self) -> float:
         """When the last phase ends."""
@@ -62,10 +77,12 @@ class ArrivalProcess:
     from the phase boundary on.
     """
 
-    def __init__(self, scenario: Scenario, share: float, rng: random.Random, *, offset: float = 0.0) -> None:
+    def __init__(self, scenario: Scenario, share: float, rng: random.Random, *, offset: float = 0.0,
+                 clock: PhaseClock | None = None) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], got {share}")
-        self._clock = PhaseClock(scenario.phases)
+        # ``clock``: share the engine's clock so that :meth:`PhaseClock.end_phase` moves arrivals on too.
+        self._clock = clock or PhaseClock(scenario.phases)
         self._rates = [scenario.phase_rate(p) * share for p in scenario.phases]
         self._poisson = scenario.arrival == "poisson"
         self._rng = rng
