@@ -39,16 +39,33 @@ Parameters (``parameters { key: "..." value { string_value: "..." } }``; all opt
   ``model_warmup`` per instance before READY); afterwards a configured shape without a graph runs **eagerly**.
   On a KIND_GPU instance with torch the graph is a real ``torch.cuda.CUDAGraph`` (``y = 2x + 1``) replayed on the
   request's data; elsewhere a twin keeps the same bookkeeping without CUDA. Each execution logs one INFO line
-  ``rmt_graph model=M instance=I exec=N shape=4x16 configured=1 mode=replay|eager|capture warmup=0|1`` (the run
+  ``rmt_graph model=M instance=I exec=N shape=4x16 configured=1 mode=replay|eager|capture warmup=0|1
+  graphs=cuda|host`` (the run
   directory's ``tritonserver.log`` is the checkers' evidence), and the optional output ``GRAPH`` (INT64 ``[4]`` per
   row) carries ``mode`` (0 eager, 1 replay, 2 capture), ``configured``, graphs captured by the instance, and
   ``round(sum(2x + 1))`` over the request's rows as computed by the graph or eagerly.
+- ``log_executions``: ``true`` prints one line per execution to stdout (the server log):
+  ``rmt_exec model=M instance=I exec=N start_ns=S end_ns=E warmup=0|1`` (``warmup=1``: one of the instance's first
+  Σ ``model_warmup`` ``count`` executions, which Triton runs before READY).
+- ``init_work_us``: slow start-up work of each instance (simulated compile / autotune) done in ``initialize``; every
+  request waits until it is done. When it ends the instance prints
+  ``rmt_warmup model=M instance=I start_ns=S end_ns=E mode=sync|background`` (stdout, so the server log).
+- ``init_work_background``: ``true`` (the ``ready_too_early`` defect) starts that work on a background thread and
+  returns from ``initialize`` at once, so Triton reports READY before the work ended and the first requests wait.
+- ``arena_bytes``: each request reserves ``arena_scale`` (default 16) × its input bytes in a fixed arena of this
+  size and keeps it until evicted: blocks are evicted at random while the live bytes plus the new need exceed
+  ``arena_fill`` (default 0.9) × the arena, so free space always covers the need. Placement is first fit;
+  ``arena_compact``: ``false`` (the ``fragmenting_pool`` defect) fails the request with ``arena: failed to allocate N
+  bytes (free M bytes, largest hole H bytes)`` when no hole fits, ``true`` (healthy) slides the live blocks together
+  and retries, so it never fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -189,6 +206,60 @@ class _Graphs:
         return static_in, static_out, graph
 
 
+class _Arena:
+    """A fixed arena handed out first fit; ``compact`` slides live blocks together when no hole fits."""
+
+    def __init__(self, size: int, fill: float, compact: bool, seed: int) -> None:
+        self.size = size
+        self.limit = int(size * fill)
+        self.compact = compact
+        self.memory = np.zeros(size, dtype=np.uint8)
+        self.blocks: list[list[int]] = []
+        """Live blocks ``[offset, size]`` sorted by offset."""
+        self.used = 0
+        self.rng = random.Random(seed)
+
+    def _first_fit(self, need: int) -> tuple[int | None, int]:
+        """(offset of the first hole of ``need`` bytes or None, largest hole)."""
+        prev, largest = 0, 0
+        for offset, size in self.blocks:
+            if offset - prev >= need:
+                return prev, offset - prev
+            largest = max(largest, offset - prev)
+            prev = offset + size
+        if self.size - prev >= need:
+            return prev, self.size - prev
+        return None, max(largest, self.size - prev)
+
+    def _compact(self) -> None:
+        top = 0
+        for block in self.blocks:
+            offset, size = block
+            if offset != top:
+                self.memory[top:top + size] = self.memory[offset:offset + size]
+                block[0] = top
+            top += size
+
+    def reserve(self, need: int) -> str:
+        """Reserve ``need`` bytes (evicting at random to stay under the fill limit); an error message or ''."""
+        need = max(1, min(need, self.limit))
+        while self.blocks and self.used + need > self.limit:
+            _, size = self.blocks.pop(self.rng.randrange(len(self.blocks)))
+            self.used -= size
+        offset, largest = self._first_fit(need)
+        if offset is None and self.compact:
+            self._compact()
+            offset, largest = self._first_fit(need)
+        if offset is None:
+            return (f"arena: failed to allocate {need} bytes (free {self.size - self.used} bytes, largest hole "
+                    f"{largest} bytes)")
+        self.memory[offset:offset + need] = 1
+        self.blocks.append([offset, need])
+        self.blocks.sort()
+        self.used += need
+        return ""
+
+
 class TritonPythonModel:
     """A zoo model; behaviour comes from the config ``parameters`` (see the module docstring)."""
 
@@ -222,6 +293,28 @@ class TritonPythonModel:
         self.pool_owned = 0
         self.pid = os.getpid()
         self.encode = _pick_encoder()
+        self.log_executions = _param(config, "log_executions") == "true"
+        arena = int(_param(config, "arena_bytes", "0") or 0)
+        self.arena = _Arena(arena, float(_param(config, "arena_fill", "0.9") or 0.9),
+                            _param(config, "arena_compact", "true") == "true", self.pid + self.instance_index) \
+            if arena > 0 else None
+        self.arena_scale = int(_param(config, "arena_scale", "16") or 16)
+        self.init_done = threading.Event()
+        work_s = int(_param(config, "init_work_us", "0") or 0) / 1e6
+        if work_s <= 0:
+            self.init_done.set()
+        elif _param(config, "init_work_background") == "true":
+            threading.Thread(target=self._init_work, args=(work_s, "background"), daemon=True).start()
+        else:
+            self._init_work(work_s, "sync")
+
+    def _init_work(self, seconds: float, mode: str) -> None:
+        """The instance's slow start-up work; prints its ``rmt_warmup`` line when done."""
+        start_ns = time.time_ns()
+        time.sleep(seconds)
+        print(f"rmt_warmup model={self.model_name} instance={self.instance_index} start_ns={start_ns} "
+              f"end_ns={time.time_ns()} mode={mode}", flush=True)
+        self.init_done.set()
 
     # -- defects ----------------------------------------------------------------------------------------------------
     def _leak(self) -> None:
@@ -241,6 +334,7 @@ class TritonPythonModel:
 
     # -- execution --------------------------------------------------------------------------------------------------
     def execute(self, requests: list[Any]) -> list[Any]:
+        self.init_done.wait()
         start_ns = time.time_ns()
         cold = self.exec_index == 0 and self.cold_s > 0
         if cold:
@@ -251,6 +345,9 @@ class TritonPythonModel:
         graph_rows = self._shapes(responses) if self.shape_cold_s > 0 or self.graphs is not None else None
         end_ns = time.time_ns()
         trace_row = [self.pid, self.instance_index, self.exec_index, start_ns, end_ns, self.device_id, int(cold)]
+        if self.log_executions:
+            print(f"rmt_exec model={self.model_name} instance={self.instance_index} exec={self.exec_index} "
+                  f"start_ns={start_ns} end_ns={end_ns} warmup={int(self.exec_index < self.warmup_execs)}", flush=True)
         self.exec_index += 1
         return [self._respond(r, trace_row, None if graph_rows is None else graph_rows[i])
                 for i, r in enumerate(responses)]
@@ -276,7 +373,8 @@ class TritonPythonModel:
         configured = int(shape in self.graphs.shapes)
         pb_utils.Logger.log_info(
             f"rmt_graph model={self.model_name} instance={self.instance_index} exec={self.exec_index} "
-            f"shape={_shape_text(shape)} configured={configured} mode={GRAPH_MODES[mode]} warmup={int(in_warmup)}")
+            f"shape={_shape_text(shape)} configured={configured} mode={GRAPH_MODES[mode]} warmup={int(in_warmup)} "
+            f"graphs={'cuda' if self.graphs.torch is not None else 'host'}")
         start = 0
         for i, r in enumerate(results):
             if isinstance(r, np.ndarray):
@@ -295,6 +393,10 @@ class TritonPythonModel:
         if not self.leak_on_error_only and data.size >= self.leak_min_elements:
             self._leak()
         self._use_pool()
+        if self.arena is not None:
+            error = self.arena.reserve(data.nbytes * self.arena_scale)
+            if error:
+                return pb_utils.TritonError(error)
         if self.scratch_bytes > 0:
             self.device.touch(self.device.allocate(self.scratch_bytes))  # dropped at once
         return data
