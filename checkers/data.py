@@ -8,6 +8,7 @@ microseconds, counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,3 +179,5 @@ class RunInputs:
     """Lines of the server's log when the run directory holds one (``tritonserver.log``)."""
     patterns: dict[str, str] = field(default_factory=dict)
     """Scenario pattern name → a short description (shape, dtype, data) for explanations."""
+    run_path: Path | None = None
+    """The run directory read (checks that need its raw records, e.g. capacity's per-step histograms)."""

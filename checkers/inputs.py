@@ -81,7 +81,7 @@ def scenario_checks(manifest: dict[str, Any]) -> dict[str, Any]:
 def load_inputs(run: RunDir) -> RunInputs:
     """Read a run directory into :class:`RunInputs`; what cannot be read is noted in ``notes``, never guessed."""
     manifest = run.manifest()
-    inputs = RunInputs()
+    inputs = RunInputs(run_path=run.path)
     if not manifest:
         inputs.notes.append(f"no manifest.json in {run.path}: server options and model configs unknown")
     options = server_options(manifest)

@@ -37,13 +37,14 @@ from checkers.sched_checks import (
     WeightsCheck,
 )
 from checkers.shape_checks import GraphReplayCheck, ShapeWarmupCheck
+from rmt.capacity.checks import SloCheck
 from rmt.errors import ConfigError
 
 #: Every check, by spec name. Add a check here (one table, no second list).
 CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     LeakCheck, PoolGrowthCheck, LeakAttributionCheck, FragmentationCheck, RateLimitCheck, ConcurrencyCheck,
     FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck, QueuePolicyCheck, WarmupCheck, WarmupExecutedCheck,
-    ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck,
+    ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck, SloCheck,
 )}
 
 Spec = dict[str, dict[str, Any]]
