@@ -211,6 +211,8 @@ def step_figures(run_dir: Path | str) -> list[StepFigures]:
         last = span[1] - span[1] % NS  # windows that end by the step's end
         steady = [w for w in by_phase.get(phase, []) if first <= int(w["window_start_ns"]) < last]
         seconds = max(0, (last - first) // NS)
+        if seconds < 1:  # a step the sweep stopped in before it had a steady second
+            continue
         fig = _figures(index, phase, "all", offered, (first, last, span[2]), steady, seconds)
         _server_figures(fig, series, None)
         out.append(fig)

@@ -11,4 +11,6 @@ COMMAND_MODULES = (
     "rmt.commands.lint",
     "rmt.commands.report",
     "rmt.commands.run",
+    "rmt.commands.capacity",
+    "rmt.commands.compare",
 )
