@@ -10,6 +10,7 @@ from typing import Any
 
 from checkers.report import VERDICTS_JSON
 from rmt.errors import ConfigError
+from rmt.report.capacity import capacity_section
 from rmt.report.common import Raw, RunData, Section, no_data, table
 from rmt.report.load import concurrency_section, latency_section, throughput_section, warmup_section
 from rmt.report.memory import memory_section, phase_section
@@ -73,7 +74,7 @@ def verdicts_section(data: RunData) -> Section:
 #: The report's sections, in page order (add a section here).
 SECTIONS: tuple[Callable[[RunData], Section], ...] = (
     verdicts_section, memory_section, phase_section, throughput_section, latency_section, concurrency_section,
-    warmup_section,
+    warmup_section, capacity_section,
 )
 
 
