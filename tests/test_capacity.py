@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,15 +31,16 @@ def rmt(*args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RMT, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def fig(step: int, offered: float, achieved: float, p99_ms: float, **kw: float) -> StepFigures:
+def fig(step: int, offered: float, achieved: float, p99_ms: float, **kw: Any) -> StepFigures:
     """A synthetic ``all`` step."""
-    values = {"sent": int(achieved * 5), "succeeded": int(achieved * 5), "failed_timeout": 0, "failed_rejected": 0,
+    values: dict[str, Any] = {"sent": int(achieved * 5), "succeeded": int(achieved * 5), "failed_timeout": 0,
+              "failed_rejected": 0,
               "failed_server": 0, "failed_client": 0, "dropped_cap": 0, "latency_p50_us": p99_ms * 800,
               "latency_p90_us": p99_ms * 900, "latency_mean_us": p99_ms * 800, "service_p50_us": 20000.0,
               "in_flight_mean": achieved * p99_ms * 0.8 / 1000}
     values.update(kw)
     return StepFigures(step, step_name(step, offered), "all", offered, 5, "stable", achieved, achieved,
-                       latency_p99_us=p99_ms * 1000, **values)  # type: ignore[arg-type]
+                       latency_p99_us=p99_ms * 1000, **values)
 
 
 # -- pure rules ---------------------------------------------------------------------------------------------------
