@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from rmt.modelconfig import load_config_pbtxt
 from rmt.server import GPU_REPOSITORY, ZOO_REPOSITORY
 from tests.test_gpu_warmup import assert_gap_vs_twin, graph_run
 
-SCENARIO = {"traffic": {"patterns": {"b1": {"shape": [16]}, "b4": {"shape": [16], "batch_size": 4},
+SCENARIO: dict[str, Any] = {"traffic": {"patterns": {"b1": {"shape": [16]}, "b4": {"shape": [16], "batch_size": 4},
                                      "wide": {"shape": {"choice": [[16], [32]]}, "batch_size": 2},
                                      "drawn": {"shape": {"uniform": [1, 64]}, "batch_size": 3}},
                         "streams": [{"model": m, "pattern": p} for m in ("warmup_shapes", "warmup_shapes_healthy")
@@ -39,7 +40,7 @@ def _config(tmp_path: Path, body: str) -> object:
     return load_config_pbtxt(path)
 
 
-def _scenario(tmp_path: Path, data: dict[str, object]) -> Path:
+def _scenario(tmp_path: Path, data: dict[str, Any]) -> Path:
     path = tmp_path / "scenario.json"
     path.write_text(json.dumps(data))
     return path
