@@ -137,12 +137,29 @@ class FragmentationCheck(Check):
     )
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
-        """One verdict per device with allocation failures, or with memory samples but none."""
+        """One verdict per device with allocation failures, or with memory samples but none; failures whose
+        allocator stated its free bytes (an arena, a pool) are judged per model instead, and every other model
+        that answered requests gets a verdict too (none of its failures was an allocation failure)."""
         allocs = [f for f in run.failures if ALLOCATION_FAILURE.search(f.message)]
+        own = [f for f in allocs if f.free_bytes is not None]
+        allocs = [f for f in allocs if f.free_bytes is None]
         devices = sorted({f.device or "unknown" for f in allocs} | set(run.free_memory))
-        if not devices:
+        models = sorted({f.model for f in own})
+        if not devices and not models:
             return self.no_evidence("allocation failures (failures.jsonl) or free-memory samples")
-        return [self._judge(d, [f for f in allocs if (f.device or "unknown") == d], run) for d in devices]
+        out = [self._judge(d, [f for f in allocs if (f.device or "unknown") == d], run) for d in devices]
+        for m in models:
+            mine = [f for f in own if f.model == m]
+            out.append(self._judge(f"{m} ({mine[0].device or 'unknown'})", mine, run))
+        if models:
+            answered: dict[str, float] = defaultdict(float)
+            for w in run.windows:
+                answered[w.model] += float(np.sum(w.requests))
+            for m in sorted(set(answered) - set(models)):
+                out.append(self.verdict(m, 0.0, self.values["max_failures"],
+                                        f"no allocation failure in {answered[m]:.0f} answered requests",
+                                        {"allocation_failures": 0, "answered": answered[m]}))
+        return out
 
     def _judge(self, device: str, allocs: list[FailureEvent], run: RunInputs) -> Verdict:
         free = run.free_memory.get(device)
@@ -150,6 +167,10 @@ class FragmentationCheck(Check):
         exhausted: list[tuple[FailureEvent, float]] = []
         unknown: list[FailureEvent] = []
         for f in allocs:
+            if f.need_bytes is not None and f.free_bytes is not None:  # the allocator's own count at the failure
+                (fragmented if f.free_bytes >= self.values["margin"] * f.need_bytes else exhausted).append(
+                    (f, f.free_bytes))
+                continue
             if free is None or f.need_bytes is None or not len(free[0]):
                 unknown.append(f)
                 continue

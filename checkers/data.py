@@ -125,6 +125,8 @@ class FailureEvent:
     """Bytes the failed allocation asked for, when known."""
     device: str | None = None
     """``gpu=<id>`` or ``host``: where it tried to allocate."""
+    free_bytes: float | None = None
+    """Free bytes the failing allocator itself reported (an arena or pool), when its message states them."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class FailureRecord:
     """The error message as the server returned it."""
     need_bytes: int | None = None
     """Bytes the failed allocation asked for (null: unknown)."""
+    free_bytes: int | None = None
+    """Free bytes the failing allocator reported in its message (null: not stated; device samples are used)."""
     device: str | None = None
     """``gpu=<id>`` or ``host`` (null: unknown)."""
 
@@ -83,7 +85,8 @@ register_file("readiness.jsonl", "a readiness poller", f"{__name__}.ReadinessRec
 def failure_events(records: Iterable[dict[str, Any]]) -> list[FailureEvent]:
     """``failures.jsonl`` rows as :class:`FailureEvent`."""
     return [FailureEvent(int(r["t_ns"]) / 1e9, str(r["model"]), str(r["message"]),
-                         None if r.get("need_bytes") is None else float(r["need_bytes"]), r.get("device"))
+                         None if r.get("need_bytes") is None else float(r["need_bytes"]), r.get("device"),
+                         None if r.get("free_bytes") is None else float(r["free_bytes"]))
             for r in records]
 
 

@@ -152,6 +152,22 @@ class StarvationCheck(Check):
         return out
 
 
+def _expected_pairs(text: str) -> tuple[tuple[str, str, float], ...]:
+    """``'a/b=2 c/d=1.5'`` → ``(("a", "b", 2.0), ("c", "d", 1.5))``; ValueError naming the fix otherwise."""
+    out = []
+    for item in text.split():
+        names, _, ratio = item.partition("=")
+        hi, _, lo = names.partition("/")
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = math.nan
+        if not hi or not lo or not value > 0:
+            raise ValueError(f"{item!r}: write HIGH/LOW=RATIO, e.g. rl_high/rl_low=2")
+        out.append((hi, lo, value))
+    return tuple(out)
+
+
 class WeightsCheck(Check):
     """Triton QA's weighted-priority expectation: completions follow rate-limiter weights (1 vs 2 → ratio ≈ 2)."""
 
@@ -160,10 +176,15 @@ class WeightsCheck(Check):
     measure = "weight_ratio_achieved"
     comparison = ">="
     params = (Param("min_ratio", 0.9, _positive,
-                    "lowest tolerated observed/expected completion ratio (0.9 × 2 = Triton QA's 1.8)"),)
+                    "lowest tolerated observed/expected completion ratio (0.9 × 2 = Triton QA's 1.8)"),
+              Param("expect", "", lambda v: _expected_pairs(str(v)),
+                    "pairs judged against the ratio a deployment intends, whatever the configs say: "
+                    "'HIGH/LOW=RATIO …' (e.g. 'a/b=2'); backlogged pairs of different configured weights are "
+                    "judged too"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
-        """One verdict per pair of backlogged models with different weights that share a resource."""
+        """One verdict per pair of backlogged models with different weights that share a resource, and per
+        ``expect`` pair."""
         served: dict[str, float] = defaultdict(float)
         backlogged: set[str] = set()
         for w in run.windows:
@@ -178,6 +199,9 @@ class WeightsCheck(Check):
                 wa, wb = _model_weight(run, a), _model_weight(run, b)
                 if wa > wb and resources.get(a, set()) & resources.get(b, set()):
                     pairs.append((a, b, wa / wb))
+        for hi, lo, ratio in self.values["expect"]:
+            if hi in served and lo in served:
+                pairs = [p for p in pairs if {p[0], p[1]} != {hi, lo}] + [(hi, lo, ratio)]
         if not pairs:
             return self.no_evidence("backlogged models with different rate-limiter weights sharing a resource")
         out = []

@@ -33,6 +33,7 @@ import gevent
 from gevent.event import Event
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from checkers import records as _records  # noqa: F401 - registers failures.jsonl (FailureRecord)
 from rmt.errors import ConfigError
 from rmt.rundir import RunDir
 from rmt_users.engine import Plan, TrafficEngine, engine_for
@@ -173,6 +174,8 @@ class TritonTraffic:
                 self.pending[k] = state
         if self.run_dir is not None and data.get("traces"):
             self.run_dir.append("traces.jsonl", data["traces"])
+        if self.run_dir is not None and data.get("failures"):
+            self.run_dir.append("failures.jsonl", data["failures"])
         self._watermarks[client_id] = math.inf if data.get("final") else float(data.get("upto", 0))
         self._write(min(self._watermarks.values(), default=0.0))
 
@@ -208,7 +211,8 @@ class TritonTraffic:
             if left:
                 log.error("rmt: %d request(s) still in flight after %.0f s: their outcomes are missing", left, timeout)
             self._absorb("local", {"windows": _wire_windows(engine.book.close(self._clock_ns(), final=True)),
-                                   "traces": engine.book.take_traces(), "final": True})
+                                   "traces": engine.book.take_traces(), "failures": engine.book.failures.take(),
+                                   "final": True})
         self._flush()
 
     def _flush(self) -> None:
@@ -234,6 +238,7 @@ class TritonTraffic:
             return
         now = self._clock_ns()
         data["rmt"] = {"windows": _wire_windows(engine.book.close(now)), "traces": engine.book.take_traces(),
+                       "failures": engine.book.failures.take(),
                        "upto": now - now % NS_PER_S}
 
     def _on_drain(self, environment: Any, msg: Any, **_kw: Any) -> None:
@@ -246,7 +251,7 @@ class TritonTraffic:
         gevent.sleep(0)
         environment.runner.send_message(MSG_FINAL, {
             "windows": _wire_windows(engine.book.close(self._clock_ns(), final=True)),
-            "traces": engine.book.take_traces(), "final": True})
+            "traces": engine.book.take_traces(), "failures": engine.book.failures.take(), "final": True})
 
 
 def is_local(environment: Any) -> bool:

@@ -16,6 +16,11 @@ Example::
       "phases": [{"name": "warmup", "duration_s": 5, "rate_per_s": 20},
                  {"name": "a", "duration_s": 30, "weights": {"probe/p0/small": 1}}]}}
 
+Closed loop, ``"users": N`` on a stream dedicates N of the run's users to it (a fixed concurrency per model, like
+one perf_analyzer per model): each model stays backlogged whatever the others get, as rate-limiter weight tests
+need. The remaining users pick among the streams without ``users`` by weight (they idle when every stream has
+dedicated users). See :mod:`rmt_users.pinning`.
+
 Shapes are the request shape *without* the batch dimension: a fixed list (``[16]``), ``{"choice": [[16], [64]]}``,
 ``{"uniform": [lo, hi]}`` or ``{"loguniform": [lo, hi]}`` (each variable ``-1`` dim drawn in ``[lo, hi]``).
 Data: ``"random"`` (default), ``"zeros"``, or ``{"input_data": <path or parsed JSON>}`` in perf_analyzer's
@@ -96,6 +101,9 @@ class Stream:
     timeout_us: int = 0
     """Triton request ``timeout`` parameter in µs; 0 sends none."""
     weight: float = 1.0
+    users: int = 0
+    """Closed loop: this many users of the run send only this stream (a fixed concurrency per model, as one
+    perf_analyzer per model in Triton's QA); 0: the stream is picked by weight by the other users."""
 
     @property
     def name(self) -> str:
@@ -280,7 +288,7 @@ def parse_pattern(name: str, value: Any, base: Path | None = None) -> Pattern:
 def parse_stream(value: Any, index: int, patterns: set[str]) -> Stream:
     """One entry of ``streams``."""
     path = f"streams[{index}]"
-    spec = _mapping(value, path, ("model", "pattern", "priority", "timeout_us", "weight"))
+    spec = _mapping(value, path, ("model", "pattern", "priority", "timeout_us", "weight", "users"))
     model = spec.get("model")
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{_where(path)}: give the model name, e.g. \"model\": \"probe\"")
@@ -291,7 +299,8 @@ def parse_stream(value: Any, index: int, patterns: set[str]) -> Stream:
     return Stream(model, str(pattern),
                   _number(spec.get("priority", 0), f"{path}.priority", integer=True),
                   _number(spec.get("timeout_us", 0), f"{path}.timeout_us", integer=True),
-                  _number(spec.get("weight", 1.0), f"{path}.weight", strict=True))
+                  _number(spec.get("weight", 1.0), f"{path}.weight", strict=True),
+                  _number(spec.get("users", 0), f"{path}.users", integer=True))
 
 
 def parse_phase(value: Any, index: int, streams: tuple[Stream, ...]) -> Phase:
@@ -356,6 +365,10 @@ def parse_scenario(data: Any, *, base: Path | None = None) -> Scenario:
     if wait_s[0] > wait_s[1]:
         raise ConfigError(f"scenario wait_s = {wait}: min must not exceed max")
     mode = _choice(spec.get("mode", "closed"), "mode", MODES)
+    pinned = next((i for i, s in enumerate(streams) if s.users), None)
+    if mode == "open" and pinned is not None:
+        raise ConfigError(f"scenario streams[{pinned}].users: dedicated users need \"mode\": \"closed\" (open loop "
+                          "paces by rate_per_s): remove users or switch the mode")
     if mode == "open" and "rate_per_s" not in spec and any(p.rate_per_s is None for p in phases):
         raise ConfigError("open-loop scenario without a rate: set rate_per_s (total arrivals per second)")
     return Scenario(

@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 from rmt.errors import ConfigError
 from rmt_users.engine import TrafficEngine, engine_for
 from rmt_users.payloads import ID_WIDTH, Pool
+from rmt_users.pinning import IDLE, FreePicker, active, claim_stream, total_dedicated
 from rmt_users.transport import (
     OK,
     OUTCOMES,
@@ -156,6 +157,18 @@ class _GrpcLane(_Lane):
         self.channel.close()
 
 
+class _Fixed:
+    """The picker of a user dedicated to one stream: that stream in the phases that give it weight, else idle."""
+
+    def __init__(self, scenario: Any, stream: int) -> None:
+        self.by_phase = [stream if stream != IDLE and active(scenario, stream, i) else IDLE
+                         for i in range(len(scenario.phases))]
+
+    def pick(self, phase_index: int) -> int:
+        """This user's stream in ``phase_index`` (or :data:`IDLE`)."""
+        return self.by_phase[phase_index]
+
+
 class TritonUser(User):
     """Base of the Triton users: stream choice, timing, accounting; subclasses supply the lane (protocol)."""
 
@@ -170,6 +183,9 @@ class TritonUser(User):
         self._skeys: list[list[tuple[str, str, str]]] = []
         self._traced: list[bool] = []
         self._names: list[str] = []
+        self._models: list[str] = []
+        self._dedicated: Any = None
+        """Closed loop with dedicated users: this user's picker (:class:`_Fixed` or a :class:`FreePicker`)."""
 
     # -- subclass hooks ----------------------------------------------------------------------------------------------
     def make_lane(self) -> _Lane:
@@ -182,8 +198,13 @@ class TritonUser(User):
         lane = self._lane = self.make_lane()
         scenario = self.engine.require_scenario()
         self._names = [s.name for s in scenario.streams]
+        self._models = [s.model for s in scenario.streams]
         self._skeys = [[(lane.protocol, s.name, p.name) for p in scenario.phases] for s in scenario.streams]
         self._traced = [p.resolved.traced for p in lane.pools]
+        self._dedicated = None
+        if scenario.mode == "closed" and total_dedicated(scenario):
+            claimed = claim_stream(self.engine)
+            self._dedicated = FreePicker(scenario, random.Random()) if claimed is None else _Fixed(scenario, claimed)
         self.engine.start_arrivals(self._dropped)
 
     def on_stop(self) -> None:
@@ -219,8 +240,10 @@ class TritonUser(User):
                 raise StopUser()
             self.send(stream, phase, intended)
             return
-        picker = engine.picker
+        picker: Any = engine.picker
         assert picker is not None
+        if self._dedicated is not None:  # a scenario with dedicated users per stream (``"users": N``)
+            picker = self._dedicated
         # Without think time, keep sending for a short slice per task call: Locust's per-task bookkeeping would
         # otherwise cost as much CPU as the request itself. Draining and stopping are checked between requests.
         slice_end = time.perf_counter_ns() + (_SLICE_NS if scenario.wait_s == (0.0, 0.0) else 0)
@@ -230,7 +253,11 @@ class TritonUser(User):
             if phase_index is None:  # every phase is over: stay idle until the run stops
                 gevent.sleep(0.1)
                 return
-            self.send(picker.pick(phase_index), phase_index, now)
+            stream = picker.pick(phase_index)
+            if stream == IDLE:  # nothing for this user in this phase
+                gevent.sleep(0.1)
+                return
+            self.send(stream, phase_index, now)
             if now >= slice_end or engine.draining:
                 return
 
@@ -253,6 +280,8 @@ class TritonUser(User):
         book.on_done(skey, outcome, batch, latency_us, (done - sent) / 1000, done_epoch)
         if outcome == OK and self._traced[stream] and engine.traces.take(done_epoch):
             self._keep_trace(lane, source, skey, request_id, intended_ns, sent, done)
+        elif outcome != OK:
+            book.failures.offer(done_epoch, self._models[stream], error)
         self.environment.events.request.fire(
             request_type=lane.request_type, name=self._names[stream], response_time=latency_us / 1000,
             response_length=length, response=None, context={"phase": skey[2]},

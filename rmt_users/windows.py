@@ -21,6 +21,7 @@ from hdrh.histogram import HdrHistogram
 
 from rmt.measures import register_measure
 from rmt.rundir import register_file
+from rmt_users.failures import FailureSampler
 
 #: Histogram range in µs (1 µs … 10 min) and precision (significant digits).
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 600_000_000, 3
@@ -259,6 +260,8 @@ class WindowBook:
         self._open: dict[WindowKey, WindowState] = {}
         self._in_flight: dict[tuple[str, str, str], int] = defaultdict(int)
         self.traces: list[dict[str, Any]] = []
+        self.failures = FailureSampler()
+        """Failed requests' messages, sampled per second (``failures.jsonl``)."""
 
     def _state(self, skey: tuple[str, str, str], now_ns: int) -> WindowState:
         key = (now_ns - now_ns % NS_PER_S, *skey)

@@ -82,11 +82,29 @@ RL_SCENARIO = {"traffic": {"mode": "closed",
                                        {"model": "rl_low", "pattern": "small"}]}}
 
 
+RL_DEDICATED = {"traffic": {**RL_SCENARIO["traffic"],
+                            "streams": [{"model": m, "pattern": "small", "users": 4} for m in ("rl_high", "rl_low")]}}
+
+
+def test_weights_fail_when_the_intended_ratio_was_never_configured(triton_server: EmbeddedServer,
+                                                                  tmp_path: Path) -> None:
+    # The planted defect: rl_flat_high/rl_flat_low are meant to be served 2:1 but carry no rate-limiter weights.
+    scenario = {"traffic": {**RL_SCENARIO["traffic"], "streams": [
+        {"model": m, "pattern": "small", "users": 4} for m in ("rl_flat_high", "rl_flat_low")]}}
+    run_dir = load_run(triton_server, tmp_path, scenario, users=8, run_time_s=6, collect=False)
+    result = evaluate(run_dir, 'only = weights, weights.expect = "rl_flat_high/rl_flat_low=2"')
+    (weights,) = by_subject(result, "weights").values()
+    done = weights.evidence["completed"]
+    ratio = done["rl_flat_high"] / done["rl_flat_low"]
+    print(f"unweighted pair: rl_flat_high/rl_flat_low completions = {ratio:.2f}")
+    assert weights.status == "fail" and ratio < 1.4 and min(done.values()) > 100, weights.explanation
+
+
 def test_weighted_priority_and_rate_limit_accounting_under_the_limiter(triton_server_factory: Any,
                                                                       tmp_path: Path) -> None:
     repo = zoo_subset(tmp_path / "repo", ["rl_high", "rl_low"])
     server = triton_server_factory(model_repository=repo, rate_limit_resources=["R1:2"])
-    run_dir = load_per_model(server, tmp_path, RL_SCENARIO, users=8, run_time_s=10)
+    run_dir = load_run(server, tmp_path, RL_DEDICATED, users=8, run_time_s=10)  # one Locust run, 4 users per model
     result = evaluate(run_dir, "only = weights, rate_limit, concurrency")
     (weights,) = by_subject(result, "weights").values()
     ratio = weights.evidence["completed"]["rl_high"] / weights.evidence["completed"]["rl_low"]
