@@ -1,11 +1,14 @@
 """Warmup completeness after READY: per-shape cold start (black-box) and CUDA-graph replay evidence.
 
-- ``shape_warmup``: for every request combination — a model with one scenario pattern (its shape, dtype and batch
-  size), all priorities and protocols merged — the first requests after READY (the slowest reply of the
-  combination's first window with replies) vs that combination's steady-state p50 (µs HDR histograms after the
-  warm-up windows). A combination whose first request is an outlier was not warmed: a warmup that covered batch 1
-  leaves batch 4 cold although the model-wide ``warmup`` check may see a warm first request. Any backend: only the
-  client's latencies are read.
+- ``shape_warmup``: for every request combination — a model with
+  one scenario pattern (its shape, dtype and batch size), all priorities and protocols merged — the first requests
+  after READY (the slowest reply of the combination's first window with replies) vs that combination's steady-state
+  p50 (µs HDR histograms after the warm-up windows). A combination whose first request is an outlier was not
+  warmed: a warmup that covered batch 1 leaves batch 4 cold although the model-wide ``warmup`` check may see a warm
+  first request. Any backend: only the client's latencies are read. Caveat: a request queued behind another
+  combination's cold execution on the same instance looks cold too; send each combination's first requests one at
+  a time (one closed-loop user) or read the verdict of the combination with the largest excess first. A model
+  sent a single pattern is the model-wide ``warmup`` check's subject: skipped here unless the check is asked for.
 - ``graph_replay``: for every model whose executions report graph use — ``rmt_graph model=M instance=I exec=N
   shape=4x16 configured=1 mode=replay|eager|capture warmup=0|1`` lines in the run's ``tritonserver.log`` (the zoo's
   graph models log one per execution, see ``zoo/zoo_model.py``) — the executions *after warmup* of a configured
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from checkers import latency
-from checkers.base import FAIL, PASS, Check, Param, Verdict
+from checkers.base import FAIL, PASS, SKIP, Check, Param, Verdict
 from checkers.data import RunInputs
 from checkers.quantity import parse_duration, parse_number
 
@@ -85,7 +88,14 @@ class ShapeWarmupCheck(Check):
         if not keys:
             return self.no_evidence("first-request latencies with a steady-state histogram per request pattern")
         out = []
+        patterns_of: dict[str, int] = defaultdict(int)
+        for model, _ in keys:
+            patterns_of[model] += 1
         for model, pattern in keys:
+            if patterns_of[model] == 1 and not self.required:
+                out.append(Verdict(self.name, f"{model} {pattern}", SKIP, self.measure, None, None, self.comparison,
+                                   f"{model} is sent one pattern only: the warmup check judges its cold start"))
+                continue
             firsts = np.asarray(first[(model, pattern)])
             hist = latency.merged(steady[(model, pattern)])
             ratio = latency.cold_ratio(firsts, hist)

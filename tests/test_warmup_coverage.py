@@ -153,3 +153,11 @@ def test_graph_replay_counts_post_warmup_eager_executions_of_configured_shapes()
 def test_graph_gap_cpu_twin_replays_warmed_shapes_only(tmp_path: Path) -> None:
     result = graph_run(tmp_path, ZOO_REPOSITORY, "graph_gap", "graph_gap_healthy", requests=5)
     assert_gap_vs_twin(result, "graph_gap", "graph_gap_healthy", "host")
+
+
+def test_shape_warmup_leaves_single_pattern_models_to_the_warmup_check() -> None:
+    run = RunInputs(windows=[_windows("one", "b4", 600_000, 700)])
+    (skip,) = ShapeWarmupCheck().evaluate(run)
+    assert skip.status == "skip" and "warmup check" in skip.explanation
+    (asked,) = [c for c in build_checks(parse_spec("shape_warmup = on")) if c.name == "shape_warmup"]
+    assert asked.required and asked.evaluate(run)[0].status == "fail"
