@@ -22,7 +22,7 @@ Also read when present: the stream's pattern, phase per window, failures by reas
 slowest latency per window (leak attribution, queue policy, reload); ``timeout_us`` and pattern descriptions from
 the manifest's scenario; per-model counters (:data:`COUNTERS`) and free memory from the collector's series; model
 configs (``ModelConfig``) from the repository; ``failures.jsonl``, ``events.jsonl``, ``readiness.jsonl``,
-``model_control.jsonl`` and a verbose ``tritonserver.log`` (see :mod:`checkers.records`).
+``model_control.jsonl``, a verbose ``tritonserver.log`` and ``model_lines.log`` (see :mod:`checkers.records`).
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ def load_inputs(run: RunDir) -> RunInputs:
     log = run.path / records.SERVER_LOG
     if log.exists():
         inputs.server_log = log.read_text(errors="replace").splitlines()
+    lines = run.path / records.MODEL_LINES
+    model_lines = lines.read_text(errors="replace").splitlines() if lines.exists() else inputs.server_log
+    inputs.events = sorted(inputs.events + records.log_warmup_events(model_lines), key=lambda e: e.t_s)
     return inputs
 
 

@@ -8,8 +8,9 @@ Three files are registered in :data:`rmt.rundir.FILES` here (any writer may appe
   (``reload_start``/``reload_end`` with the new limit in ``detail``) or the end of a warmup.
 - ``readiness.jsonl`` — :class:`ReadinessRecord`: one poll of ``GET v2/models/<m>/ready`` by a readiness poller.
 
-A verbose server log copied into the run directory as :data:`SERVER_LOG` (``--log-verbose=1``) is read for
-Triton's own warmup lines (:func:`warmup_lines`).
+A server log copied into the run directory as :data:`SERVER_LOG` is read for Triton's own warmup lines
+(:func:`warmup_lines`, ``--log-verbose=1``) and for the zoo models' ``rmt_warmup``/``rmt_exec`` lines
+(:func:`log_warmup_events`: the ends of warmups, for the readiness check).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from checkers.data import FailureEvent, ModelEvent
 from rmt.rundir import register_file
 
 SERVER_LOG = "tritonserver.log"
+MODEL_LINES = "model_lines.log"
+"""The zoo models' own ``rmt_*`` lines of the server log (``rmt_warmup``, ``rmt_exec``, ``rmt_graph``), copied by
+``rmt run`` whatever the log's verbosity."""
 #: Lifecycle events a writer may record (``ModelEventRecord.event``).
 EVENTS = ("load_start", "loaded", "warmup_start", "warmup_end", "unload", "reload_start", "reload_end")
 #: Error messages that mean an allocation failed (case-insensitive).
@@ -135,6 +139,29 @@ def control_events(records: Iterable[dict[str, Any]]) -> tuple[list[ModelEvent],
             if r.get(key) is not None:
                 polls.setdefault(model, []).append((int(r[key]) / 1e9, ready))
     return sorted(events, key=lambda e: e.t_s), polls
+
+
+_MODEL_LINE = re.compile(r"\b(?P<kind>rmt_warmup|rmt_exec) (?P<fields>(?:\w+=\S+ ?)+)")
+
+
+def log_warmup_events(lines: Iterable[str]) -> list[ModelEvent]:
+    """``warmup_end`` events from the zoo models' own server-log lines: every ``rmt_warmup`` line (start-up work of
+    an instance ended, in ``initialize`` or on a background thread) and every ``rmt_exec`` line with ``warmup=1``
+    (a ``model_warmup`` execution); the time is the line's ``end_ns``."""
+    out = []
+    for line in lines:
+        match = _MODEL_LINE.search(line)
+        if match is None:
+            continue
+        fields = dict(item.split("=", 1) for item in match["fields"].split())
+        if match["kind"] == "rmt_exec" and fields.get("warmup") != "1":
+            continue
+        if "model" not in fields or not fields.get("end_ns", "").isdigit():
+            continue
+        detail: dict[str, Any] = {k: fields[k] for k in ("instance", "mode", "exec") if k in fields}
+        out.append(ModelEvent(int(fields["end_ns"]) / 1e9, fields["model"], "warmup_end",
+                              {**detail, "source": match["kind"]}))
+    return out
 
 
 def warmup_lines(lines: Iterable[str]) -> list[tuple[str | None, str, str]]:

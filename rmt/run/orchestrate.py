@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from checkers.records import MODEL_LINES, SERVER_LOG
 from rmt.errors import ConfigError, RmtError
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.verdicts import Row, format_rows, judge_run, rows_for
@@ -208,7 +209,9 @@ class Orchestrator:
                                                                   "options": {}})
         rd.close()
         self.say(f"[{definition.name}] {definition.description}")
+        log_from = _log_size(server)
         code = self._locust(definition, run_dir, host, server)
+        _copy_log(server, log_from, run_dir)
         if code == 2:
             raise ConfigError(self._locust_error(run_dir) or f"locust refused the scenario: see {run_dir / LOCUST_LOG}")
         if code not in (0, 3):
@@ -319,6 +322,30 @@ class Orchestrator:
         if any(r.verdict.failed for r in rows):
             return 3
         return 0
+
+
+def _log_size(server: EmbeddedServer | None) -> int:
+    """Bytes the embedded server's log holds now (0 without one)."""
+    path = server.log_path if server is not None else None
+    return path.stat().st_size if path is not None and path.exists() else 0
+
+
+def _copy_log(server: EmbeddedServer | None, start: int, run_dir: Path) -> None:
+    """The embedded server's log written since byte ``start``, into the run directory: whole as ``SERVER_LOG``
+    when the server logs verbosely (the checkers take it for Triton's warmup lines), and the zoo models' own
+    ``rmt_*`` lines always as ``MODEL_LINES`` (warmup ends for the readiness check)."""
+    path = server.log_path if server is not None else None
+    if server is None or path is None or not path.exists():
+        return
+    with path.open("rb") as src:
+        src.seek(start)
+        text = src.read()
+    if server.options.log_verbose and not (run_dir / SERVER_LOG).exists():
+        (run_dir / SERVER_LOG).write_bytes(text)
+    lines = [line for line in text.splitlines(keepends=True) if b"rmt_" in line]
+    if lines:
+        with (run_dir / MODEL_LINES).open("ab") as out:
+            out.writelines(lines)
 
 
 def _shown(rows: list[Row]) -> list[Row]:
