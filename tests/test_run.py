@@ -69,14 +69,22 @@ def test_warmup_with_two_workers_polls_readiness_and_catches_the_cold_start(tmp_
     out = tmp_path / "warm"
     done = rmt("run", "warmup", "--workers", "2", "--duration", "12", "--out", str(out))
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]  # cold_start fails on purpose
-    assert by_model(verdicts(out), "warmup") == {"cold_start": "fail", "cold_start_warmed": "pass"}
+    assert by_model(verdicts(out), "warmup") == {"cold_start": "fail", "cold_start_warmed": "pass",
+                                                 "ready_too_early": "fail", "ready_too_early_healthy": "pass"}
+    # READY before the background start-up work ended (rmt_warmup lines kept in model_lines.log) vs after it.
+    readiness = {v["subject"]: v for v in verdicts(out) if v["check"] == "readiness"}
+    early, twin = readiness["ready_too_early"], readiness["ready_too_early_healthy"]
+    print(f"readiness: ready_too_early READY {early['measured']:+.3f} s after its warmup ended, twin "
+          f"{twin['measured']:+.3f} s")
+    assert early["status"] == "fail" and early["measured"] < -0.5, early["explanation"]
+    assert twin["status"] == "pass" and twin["measured"] >= 0, twin["explanation"]
     run = RunDir(out, create=False)
     assert run.manifest()["workers"] == 2
     assert max(w["processes"] for w in run.read("windows.jsonl")) == 2
     events = list(run.read("events.jsonl"))
     assert [(e["model"], e["event"]) for e in events] == [
-        ("cold_start", "load_start"), ("cold_start", "loaded"),
-        ("cold_start_warmed", "load_start"), ("cold_start_warmed", "loaded")]
+        (m, e) for m in ("cold_start", "cold_start_warmed", "ready_too_early_healthy", "ready_too_early")
+        for e in ("load_start", "loaded")]
     polls = [p for p in run.read("readiness.jsonl") if p["model"] == "cold_start_warmed"]
     start = next(e["t_ns"] for e in events if e["model"] == "cold_start_warmed")
     first_ready = min(p["t_ns"] for p in polls if p["ready"])
