@@ -9,9 +9,23 @@
   plans, drains and records a run across master and workers.
 """
 
-from rmt_users.plugin import TritonTraffic, add_arguments
-from rmt_users.scenario import Scenario, load_scenario, parse_scenario
-from rmt_users.users import TritonGrpcUser, TritonHttpUser, TritonUser
 
-__all__ = ["Scenario", "TritonGrpcUser", "TritonHttpUser", "TritonTraffic", "TritonUser", "add_arguments",
-           "load_scenario", "parse_scenario"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public names, imported on first use: the record modules (windows, failures) must stay importable without Locust
+# and gevent's monkey-patching, so that offline readers (checkers, capacity analysis) never pull them in.
+_EXPORTS = {
+    "TritonTraffic": "rmt_users.plugin", "add_arguments": "rmt_users.plugin",
+    "Scenario": "rmt_users.scenario", "load_scenario": "rmt_users.scenario", "parse_scenario": "rmt_users.scenario",
+    "TritonGrpcUser": "rmt_users.users", "TritonHttpUser": "rmt_users.users", "TritonUser": "rmt_users.users",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'rmt_users' has no attribute {name!r}")

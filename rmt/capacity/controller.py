@@ -23,7 +23,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 from hdrh.histogram import HdrHistogram
@@ -31,9 +31,10 @@ from locust import LoadTestShape
 from locust.runners import MasterRunner, WorkerRunner
 
 from rmt.capacity.ladder import SweepConfig, parse_step_name, parse_sweep
+from rmt.capacity.records import CONTROL_FILE, StepDecision
 from rmt.capacity.stability import Window, is_stable, judge_step
 from rmt.errors import ConfigError
-from rmt.rundir import RunDir, register_file
+from rmt.rundir import RunDir
 from rmt_users.engine import engine_for
 from rmt_users.scenario import parse_scenario
 from rmt_users.schedule import PhaseClock
@@ -41,41 +42,10 @@ from rmt_users.windows import HDR_HIGHEST_US, decode_histogram, new_histogram
 
 log = logging.getLogger(__name__)
 MSG_END = "rmt_capacity_end"
-CONTROL_FILE = "capacity_control.jsonl"
 NS = 1_000_000_000
 _CONTROLLERS: weakref.WeakKeyDictionary[Any, SweepController] = weakref.WeakKeyDictionary()
 
 
-@dataclass
-class StepDecision:
-    """One line of ``capacity_control.jsonl``: how the live controller ended a step."""
-
-    step: int
-    """0-based step index."""
-    phase: str
-    """The step's phase name (``step-03@120rps``), as every window of the step carries it."""
-    offered_per_s: float
-    """Open-loop rate offered in the step (requests/s)."""
-    achieved_per_s: float
-    """Succeeded requests/s over the judged windows (by reply time)."""
-    p99_us: float
-    """p99 latency (µs, from the intended send) over the judged windows; NaN without a success."""
-    failure_ratio: float
-    """Failed or never answered requests / offered ones over the judged windows."""
-    windows: int
-    """Measurement windows the step completed."""
-    stable: bool
-    """Whether perf_analyzer's rule held when the step ended."""
-    reason: str
-    """``stable`` (moved on), ``unstable`` (held for max_step_s), ``saturated`` or ``slo`` (the sweep stopped)."""
-    start_ns: int
-    """Epoch ns at which the step started."""
-    end_ns: int
-    """Epoch ns at which the step ended."""
-
-
-register_file(CONTROL_FILE, __name__, f"{__name__}.StepDecision",
-              "capacity sweep: one line per step with how the live controller ended it (stable, saturated, ...)")
 
 
 def controller_for(environment: Any) -> SweepController | None:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from collectors.series import SAMPLES_FILE, Series, load_series
-from rmt.capacity.controller import CONTROL_FILE
 from rmt.capacity.ladder import parse_step_name
+from rmt.capacity.records import CONTROL_FILE
 from rmt.rundir import RunDir
 from rmt_users.windows import WindowState, histogram_of
 
