@@ -5,7 +5,9 @@
   cold-start probe.
 - ``{"kind": "reload", "model": "rl_low", "at_s": 8, "set": {"instance_group.0.rate_limiter.priority": 1}}``: during
   the run, ``at_s`` seconds after the test starts, load the model again with its current config changed by ``set``
-  (Triton's config override, ``parameters.config``), under load, polling readiness.
+  (Triton's config override, ``parameters.config``), under load, polling readiness. ``"unload_first": true``
+  unloads the model before loading it again — the non-atomic reload a careless operator (or tool) does, which fails
+  the requests that arrive in between (the reload window then starts at the unload).
 
 Records (the checkers' formats, registered in :mod:`checkers.records`): every readiness poll in ``readiness.jsonl``;
 ``load_start``/``loaded`` and ``reload_start``/``reload_end`` (detail: the config changes) in ``events.jsonl``.
@@ -185,8 +187,14 @@ def run_reload(control: TritonControl, action: dict[str, Any], run_dir: RunDir |
             set_path(config, path, value)
         except (KeyError, IndexError, ValueError, TypeError) as exc:
             raise ConfigError(f"reload {model}: cannot set {path} in its config ({exc}): fix the path") from exc
+    requested = control.clock_ns()
+    if action.get("unload_first"):  # the non-atomic reload: the model is gone until the load completes
+        control.unload(model)
     rec = control.load_polling(model, "reload", poll_ms=float(action.get("poll_ms", 5)), override=config,
                                changes=changes)
+    if action.get("unload_first"):
+        rec.requested_ns = requested
+        rec.config_changes = {**rec.config_changes, "unload_first": True}
     if run_dir is not None:
         rec.write(run_dir)
     return rec
