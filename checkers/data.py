@@ -179,6 +179,8 @@ class RunInputs:
     """Model → (epoch s, ready 0/1) samples of a readiness poller."""
     server_log: list[str] = field(default_factory=list)
     """Lines of the server's log when the run directory holds one (``tritonserver.log``)."""
+    model_lines: list[str] = field(default_factory=list)
+    """The models' own ``rmt_*`` log lines (``model_lines.log``, else taken from the server log)."""
     patterns: dict[str, str] = field(default_factory=dict)
     """Scenario pattern name → a short description (shape, dtype, data) for explanations."""
     run_path: Path | None = None

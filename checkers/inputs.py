@@ -122,8 +122,8 @@ def load_inputs(run: RunDir) -> RunInputs:
     if log.exists():
         inputs.server_log = log.read_text(errors="replace").splitlines()
     lines = run.path / records.MODEL_LINES
-    model_lines = lines.read_text(errors="replace").splitlines() if lines.exists() else inputs.server_log
-    inputs.events = sorted(inputs.events + records.log_warmup_events(model_lines), key=lambda e: e.t_s)
+    inputs.model_lines = lines.read_text(errors="replace").splitlines() if lines.exists() else inputs.server_log
+    inputs.events = sorted(inputs.events + records.log_warmup_events(inputs.model_lines), key=lambda e: e.t_s)
     return inputs
 
 

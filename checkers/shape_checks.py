@@ -10,9 +10,10 @@
   a time (one closed-loop user) or read the verdict of the combination with the largest excess first. A model
   sent a single pattern is the model-wide ``warmup`` check's subject: skipped here unless the check is asked for.
 - ``graph_replay``: for every model whose executions report graph use — ``rmt_graph model=M instance=I exec=N
-  shape=4x16 configured=1 mode=replay|eager|capture warmup=0|1`` lines in the run's ``tritonserver.log`` (the zoo's
-  graph models log one per execution, see ``zoo/zoo_model.py``) — the executions *after warmup* of a configured
-  graph shape that ran eagerly. A warmup that skipped a configured shape leaves that shape eager for good.
+  shape=4x16 configured=1 mode=replay|eager|capture warmup=0|1`` lines in the run's ``model_lines.log`` (or
+  ``tritonserver.log``; the zoo's graph models log one per execution, see ``zoo/zoo_model.py``) — the
+  executions *after warmup* of a configured graph shape that ran eagerly. A warmup that skipped a configured
+  shape leaves that shape eager for good.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class GraphReplayCheck(Check):
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per model with ``rmt_graph`` lines after its warmup."""
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for e in graph_executions(run.server_log):
+        for e in graph_executions(run.model_lines or run.server_log):
             by_model[e["model"]].append(e)
         out = []
         for model, execs in sorted(by_model.items()):
@@ -153,4 +154,5 @@ class GraphReplayCheck(Check):
                                     {"modes": {s: dict(m) for s, m in sorted(modes.items())}, "eager": eager,
                                      "captured": captured, "configured": configured, "unseen": unseen,
                                      "warmup_executions": sum(1 for e in execs if e["warmup"])}))
-        return out or self.no_evidence("rmt_graph lines in tritonserver.log (a model that reports graph replay)")
+        return out or self.no_evidence("rmt_graph lines in model_lines.log or tritonserver.log "
+                                       "(a model that reports graph replay)")
