@@ -52,7 +52,10 @@ def test_memory_growth_catches_each_planted_leak_and_passes_each_twin(tmp_path: 
     status = by_model(verdicts(out), "leak")
     assert status == {"leak_host": "fail", "leak_host_healthy": "pass", "leak_on_shape": "fail",
                       "leak_on_shape_healthy": "pass", "leak_on_error": "fail", "leak_on_error_healthy": "pass"}
-    assert "3 healthy passes, 3 planted defects caught on purpose, 0 not judged, 0 unexpected" in done.stdout
+    judged = [v["status"] for v in verdicts(out) if v["status"] != "skip"]
+    summary = (f"{judged.count('pass')} healthy passes, {judged.count('fail')} planted defects caught on purpose, "
+               "0 not judged, 0 unexpected")
+    assert judged.count("fail") >= 6 and summary in done.stdout, done.stdout[-3000:]
     assert "tritonserver ready" in done.stdout and "[memory_growth]" in done.stdout
     manifest = RunDir(out, create=False).manifest()
     assert manifest["server"]["embedded"] and manifest["server"]["pid"]

@@ -44,6 +44,8 @@ class ScenarioPlugin:
 
     def __init__(self, definition: ScenarioDef) -> None:
         self.definition = definition
+        self._reloads: list[gevent.Greenlet] = []
+        self._begun: set[Any] = set()
         self.environment: Any = None
         self.run_dir: Path | None = None
 
@@ -141,9 +143,10 @@ class ScenarioPlugin:
         """Schedule the ``reload`` actions (``at_s`` after the start), each in its own greenlet."""
         for action in self.definition.actions:
             if action.get("kind") == "reload":
-                gevent.spawn_later(float(action.get("at_s", 5)), self._reload, action)
+                self._reloads.append(gevent.spawn_later(float(action.get("at_s", 5)), self._reload, action))
 
     def _reload(self, action: dict[str, Any]) -> None:
+        self._begun.add(gevent.getcurrent())
         rd = RunDir(self.run_dir) if self.run_dir else None
         try:
             rec = run_reload(self._control(), action, rd)
@@ -159,6 +162,10 @@ class ScenarioPlugin:
         """Run the checks on the run directory and set the exit code (0 pass, 3 a verdict failed, 2 bad spec)."""
         if self.run_dir is None or not self.run_dir.is_dir():
             return
+        # A reload still under way when the load ended (a slow, busy host) finishes before judging: otherwise its
+        # window has a start and no end, and the reload verdict silently disappears.
+        gevent.killall([g for g in self._reloads if g not in self._begun])  # not yet due: never start
+        gevent.joinall(self._reloads, timeout=RELOAD_FINISH_S)
         extra = [s for s in [str(getattr(environment.parsed_options, "rmt_checks", "") or "")] if s]
         try:
             verdicts, notes = judge_run(self.run_dir, self.definition.checks, extra)
@@ -173,6 +180,10 @@ class ScenarioPlugin:
             print(f"note: {note}", file=sys.stderr)
         print(f"rmt: run directory {self.run_dir}", file=sys.stderr, flush=True)
         environment.process_exit_code = 3 if any(v.failed for v in verdicts) else 0
+
+
+RELOAD_FINISH_S = 120.0
+"""How long the checks wait at quit for a reload that is still under way."""
 
 
 def attach(events: Any, locustfile: str | Path) -> ScenarioPlugin:
