@@ -1,11 +1,15 @@
 """Collector overhead: CPU % of one core and sampling jitter p99 at 10 Hz over 60 s, all sources on.
 
-    .venv/bin/python benchmarks/bench_collector.py [--duration 60] [--interval 0.1] [--out DIR]
+    .venv/bin/python benchmarks/bench_collector.py [--duration 60] [--interval 0.1] [--models A,B] [--out DIR]
 
-Starts the embedded tritonserver with the zoo (14 models, 18 processes), then runs a sidecar (process tree,
-Triton metrics, shm, NVML where there is a GPU; HTTP API on) in this process for ``--duration`` seconds. CPU is this
-process' user+system time over the window (the server is a separate process); jitter is how late each read started
-after its scheduled tick (``jitter_us`` of every sample). Targets: <= 1 % of a core, jitter p99 <= 5 ms.
+Starts the embedded tritonserver with the zoo (every model, or only ``--models`` in explicit mode), then runs a
+sidecar (process tree, Triton metrics, shm, NVML where there is a GPU; HTTP API on) in this process for
+``--duration`` seconds. CPU is this process' user+system time over the window (the server is a separate process),
+split by thread (``/proc/self/task/*/schedstat``, nanoseconds); jitter is how late each read started after its
+scheduled tick (``jitter_us`` of every sample). Targets: <= 1 % of a core, jitter p99 <= 5 ms.
+
+The cost grows with the server's processes (an RSS read each per tick, a USS page walk each per round) and with the
+lines of its metrics page, so compare figures taken with the same zoo: ``--models`` reproduces an earlier one.
 """
 
 from __future__ import annotations
@@ -15,17 +19,43 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import psutil
 
 from collectors.series import SAMPLES_FILE
-from collectors.sidecar import Sidecar, SidecarOptions
+from collectors.sidecar import DEFAULT_SOURCES, Sidecar, SidecarOptions
 from collectors.target import ServerTarget
 from rmt.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions
+
+
+def thread_cpu_ns() -> dict[str, int]:
+    """CPU nanoseconds of each live thread of this process, by thread name (``/proc/self/task/*/schedstat``)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, int] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as fh:
+                ns = int(fh.read().split()[0])
+        except FileNotFoundError:
+            continue
+        name = names.get(int(tid), f"tid {tid}")
+        out[name] = out.get(name, 0) + ns
+    return out
+
+
+def cpu_model() -> str:
+    """The CPU model name (``lscpu``'s), from ``/proc/cpuinfo``."""
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -33,19 +63,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--models", help="comma-separated zoo models to load (default: the whole zoo)")
     parser.add_argument("--out", type=Path, help="keep the run directory here (default: a temporary one)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="rmt-bench-collector-"))
-    with EmbeddedServer(ServerOptions()) as server:
+    options = ServerOptions()
+    if args.models:
+        options = ServerOptions(model_control_mode="explicit", load_models=args.models.split(","))
+    with EmbeddedServer(options) as server:
         n_procs = len(server.processes())
+        with urllib.request.urlopen(server.metrics_url, timeout=10) as resp:
+            n_lines = resp.read().count(b"\n")
         run = RunDir(out)
         target = ServerTarget(http_url=server.http_url, metrics_url=server.metrics_url)
         me = psutil.Process()
-        with Sidecar(target, run, SidecarOptions(interval_s=args.interval, port=0)) as sidecar:
+        with Sidecar(target, run, SidecarOptions(interval_s=args.interval, port=0,
+                                                                  sources=args.sources.split(","))) as sidecar:
             time.sleep(2.0)  # settle: first tree read, first USS round, connections open
+            threads0 = thread_cpu_ns()
             cpu0, wall0 = sum(me.cpu_times()[:2]), time.monotonic()
             time.sleep(args.duration)
             cpu1, wall1 = sum(me.cpu_times()[:2]), time.monotonic()
+            threads1 = thread_cpu_ns()
             statuses = sidecar.collector.statuses()
         run.close()
     rows = [json.loads(line) for line in (out / SAMPLES_FILE).read_text().splitlines()]
@@ -53,11 +93,12 @@ def main() -> int:
     duration_ms = np.asarray([r["duration_us"] for r in rows if r["ok"]]) / 1000
     cpu_pct = 100 * (cpu1 - cpu0) / (wall1 - wall0)
     on = [s.name for s in statuses if s.info.available]
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
-    print(f"server: zoo, {n_procs} processes; sources: {','.join(on)}; interval {args.interval} s; "
-          f"window {wall1 - wall0:.1f} s")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
+    print(f"server: {args.models or 'the whole zoo'}: {n_procs} processes, {n_lines} metrics lines; "
+          f"sources: {','.join(on)}; interval {args.interval} s; window {wall1 - wall0:.1f} s")
     print(f"collector CPU: {cpu_pct:.2f} % of one core")
+    for name in sorted(threads1, key=lambda n: threads0.get(n, 0) - threads1[n]):
+        print(f"  thread {name:36s} {100 * (threads1[name] - threads0.get(name, 0)) / 1e9 / (wall1 - wall0):.3f} %")
     print(f"jitter: p50 {np.percentile(jitter_ms, 50):.3f} ms, p99 {np.percentile(jitter_ms, 99):.3f} ms, "
           f"max {jitter_ms.max():.3f} ms over {len(jitter_ms)} reads")
     for s in statuses:

@@ -1,11 +1,21 @@
-"""The collector: one drift-free sampling thread per source, gaps instead of zeros, records to the run directory.
+"""The collector: drift-free sampling threads, gaps instead of zeros, records to the run directory.
 
-Every source runs in its own thread on the same schedule (tick k at ``start + k * interval``, monotonic clock), so
-a slow or hung source never delays the others. A read that fails, raises, or takes longer than the source's
-``timeout_s`` is a gap: a sample with ``ok: false``, its reason, null for the source's series, and one more count in
-``errors_total``. Ticks a source missed while a read overran are written as gaps too ("skipped"), so the time axis
-stays complete. Records go to ``series.jsonl`` / ``samples.jsonl`` (flushed at least every ``flush_interval_s``) and
-to a bounded in-memory history served by :mod:`collectors.http_api`.
+Every source is read on the same schedule (tick k at ``start + k * interval``, monotonic clock). Each source has its
+own thread, so a slow or hung source never delays the others, except the ``inline`` sources (reads that cannot block
+and take well under a millisecond: the ``process`` tick and ``shm``), which share one thread and are read one after
+the other at each tick: one wake-up per tick instead of one per source, with warm caches for the second read. A read
+that fails, raises, or takes longer than the source's ``timeout_s`` is a gap: a sample with ``ok: false``, its reason,
+null for the source's series, and one more count in ``errors_total``. Ticks a thread missed while a read overran are
+written as gaps too ("skipped"), so the time axis stays complete.
+
+Records go at once to a bounded in-memory history served by :mod:`collectors.http_api`; series declarations go to
+``series.jsonl`` at once (flushed, before any sample that uses them), samples to ``samples.jsonl`` in one batch every
+``flush_interval_s`` (encoded and flushed by the housekeeping thread, off the sampling threads), so a SIGKILL loses
+at most that interval.
+
+A tick costs the reads and little else: the sampling threads sleep on a lock rather than an ``Event`` (a quarter
+cheaper per wake-up), encode nothing, and a read that returns the very list of points it returned the tick before
+(an unchanged Triton metrics page) reuses that tick's series ids and values.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from collectors.series import SAMPLES_FILE, SERIES_FILE, SampleRecord, SeriesRecord, SeriesTable
+from collectors.series import SAMPLES_FILE, SERIES_FILE, Point, SampleRecord, SeriesRecord, SeriesTable
 from collectors.source import Clock, Source, SourceInfo, SystemClock
 from rmt.errors import ConfigError, SourceUnavailable
 from rmt.rundir import RunDir
@@ -46,7 +56,8 @@ class SourceStatus:
 
 
 class Collector:
-    """Samples its sources on one schedule, each in its own thread; ``start()`` / ``stop()`` (joins) or ``with``."""
+    """Samples its sources on one schedule (a thread per source, one for all inline sources); ``start()`` /
+    ``stop()`` (joins) or ``with``."""
 
     def __init__(self, sources: Sequence[Source], *, run_dir: RunDir | None = None, interval_s: float = 0.1,
                  name: str = "local", clock: Clock | None = None, history_s: float = 60.0,
@@ -64,11 +75,16 @@ class Collector:
         self.flush_interval_s = flush_interval_s
         self.table = SeriesTable(name)
         self._stop = threading.Event()
+        self._gate = threading.Lock()
+        """Held while running; ``stop()`` releases it: a sampling thread sleeps in ``acquire(timeout=...)``."""
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         history = max(1, int(history_s / interval_s)) * max(1, len(self.sources))
         self._history: collections.deque[SampleRecord] = collections.deque(maxlen=history)
         self._latest: dict[str, SampleRecord] = {}
+        self._pending: list[SampleRecord] = []
+        self._shapes: dict[str, tuple[list[Point], list[int], dict[str, float | None]]] = {}
+        """Per source, its last good read's points (the list object), their series ids and the values dict."""
         self.status: dict[str, SourceStatus] = {}
         self.start_mono_ns = 0
         self.start_epoch_ns = 0
@@ -99,20 +115,21 @@ class Collector:
             for st in self.status.values():
                 extra.update(st.info.manifest)
             self.run_dir.update_manifest(collector=self.manifest(), **extra)
-        for source in self.sources:
-            if self.status[source.name].info.available:
-                thread = threading.Thread(target=self._loop, args=(source,), name=f"rmt-sample-{source.name}",
-                                          daemon=True)
-                self._threads.append(thread)
+        for group in self._groups():
+            name = "rmt-sample-" + "+".join(s.name for s in group)
+            self._threads.append(threading.Thread(target=self._loop, args=(group,), name=name, daemon=True))
         housekeeping = threading.Thread(target=self._flush_loop, name="rmt-collector-flush", daemon=True)
         self._threads.append(housekeeping)
+        self._gate.acquire()
         for thread in self._threads:
             thread.start()
         return self
 
     def stop(self) -> None:
         """Stop sampling, join every thread, close the sources and flush the run directory. Idempotent."""
-        self._stop.set()
+        if self._threads and not self._stop.is_set():
+            self._stop.set()
+            self._gate.release()
         for thread in self._threads:
             thread.join(timeout=max(5.0, 2 * max((s.timeout_s for s in self.sources), default=1.0)))
         alive = [t.name for t in self._threads if t.is_alive()]
@@ -122,8 +139,15 @@ class Collector:
             if source.name in self.status:
                 source.close()
         if self.run_dir is not None and self.status:
+            self._write_pending()
             self.run_dir.flush()
         self._threads = []
+
+    def _groups(self) -> list[list[Source]]:
+        """The available sources by sampling thread: the ``inline`` ones together (first), every other alone."""
+        available = [s for s in self.sources if self.status[s.name].info.available]
+        inline = [s for s in available if getattr(s, "inline", False)]
+        return ([inline] if inline else []) + [[s] for s in available if not getattr(s, "inline", False)]
 
     @property
     def running(self) -> bool:
@@ -145,56 +169,77 @@ class Collector:
         }
 
     # -- sampling -----------------------------------------------------------------------------------------------
-    def _loop(self, source: Source) -> None:
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when the collector is stopping."""
+        if self._gate.acquire(timeout=seconds):
+            self._gate.release()  # hand the stop on to the next sleeping thread
+            return True
+        return False
+
+    def _loop(self, sources: list[Source]) -> None:
+        """Read ``sources`` one after the other at every tick (one source per thread unless they are ``inline``)."""
         interval_ns = int(self.interval_s * NS)
-        timeout_ns = int(source.timeout_s * NS)
+        skipped = ("skipped: the previous read of this source overran its tick" if len(sources) == 1 else
+                   f"skipped: the previous tick of the sources sharing a thread ({', '.join(s.name for s in sources)})"
+                   f" overran")
         k = 0
         while not self._stop.is_set():
             scheduled = self.start_mono_ns + k * interval_ns
             wait_ns = scheduled - self.clock.mono_ns()
-            if wait_ns > 0 and self._stop.wait(wait_ns / NS):
+            if wait_ns > 0 and self._sleep(wait_ns / NS):
                 break
             started = self.clock.mono_ns()
             missed = (started - scheduled) // interval_ns
-            if missed > 0:  # the previous read overran these ticks: each is a gap, the axis stays complete
-                for j in range(k, k + missed):
-                    self._gap(source, j, self.start_mono_ns + j * interval_ns, started, math.nan,
-                              "skipped: the previous read of this source overran its tick")
+            if missed > 0:  # the previous tick overran these ticks: each is a gap, the axis stays complete
+                for source in sources:
+                    for j in range(k, k + missed):
+                        self._gap(source, j, self.start_mono_ns + j * interval_ns, started, math.nan, skipped)
                 k += missed
                 scheduled = self.start_mono_ns + k * interval_ns
-            epoch = self.clock.epoch_ns()
-            try:
-                reading = source.read()
-                error = ""
-            except SourceUnavailable as exc:
-                error = str(exc) or type(exc).__name__
-            except Exception as exc:  # a source bug must not end sampling: record it as a gap, keep going
-                log.exception("rmt collector: source %s raised", source.name)
-                error = f"{type(exc).__name__}: {exc}"
-            duration = self.clock.mono_ns() - started
-            if not error and duration > timeout_ns:
-                error = f"timeout: the read took {duration / 1e6:.1f} ms, over the {timeout_ns / 1e6:.0f} ms limit"
-            if error:
-                self._gap(source, k, scheduled, started, duration / 1e3, error, epoch)
-            else:
-                self._good(source, k, scheduled, started, epoch, duration / 1e3, reading)
+            for source in sources:
+                started = self._read(source, k, scheduled, started)
             k += 1
+
+    def _read(self, source: Source, k: int, scheduled: int, started: int) -> int:
+        """Read ``source`` for tick ``k`` and record the sample or gap; returns when the read ended (mono ns)."""
+        epoch = self.clock.epoch_ns()
+        try:
+            reading = source.read()
+            error = ""
+        except SourceUnavailable as exc:
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:  # a source bug must not end sampling: record it as a gap, keep going
+            log.exception("rmt collector: source %s raised", source.name)
+            error = f"{type(exc).__name__}: {exc}"
+        ended = self.clock.mono_ns()
+        duration = ended - started
+        timeout_ns = int(source.timeout_s * NS)
+        if not error and duration > timeout_ns:
+            error = f"timeout: the read took {duration / 1e6:.1f} ms, over the {timeout_ns / 1e6:.0f} ms limit"
+        if error:
+            self._gap(source, k, scheduled, started, duration / 1e3, error, epoch)
+        else:
+            self._good(source, k, scheduled, started, epoch, duration / 1e3, reading)
+        return ended
 
     def _good(self, source: Source, tick: int, scheduled: int, started: int, epoch: int, duration_us: float,
               reading: Any) -> None:
-        try:
-            ids, new = self.table.ids_for(source.name, reading.points, epoch)
-        except KeyError as exc:
-            self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
-            return
-        values: dict[str, float | None] = {str(i): p.value for i, p in zip(ids, reading.points, strict=True)}
+        points = reading.points
+        new: list[SeriesRecord] = []
+        shape = self._shapes.get(source.name)
+        if shape is not None and shape[0] is points:  # the source returned its previous points unchanged
+            ids, values = shape[1], shape[2]
+        else:
+            try:
+                ids, new = self.table.ids_for(source.name, points, epoch)
+            except KeyError as exc:
+                self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
+                return
+            values = dict(zip(map(str, ids), [p.value for p in points], strict=True))
+            self._shapes[source.name] = (points, ids, values)
         rec = SampleRecord(self.name, 0, source.name, tick, started, epoch,
                            (started - scheduled) / 1e3, duration_us, True, reading.note or None, values)
-        with self._lock:
-            st = self.status[source.name]
-            st.samples_total += 1
-            st.known_ids = ids
-        self._emit(rec, new)
+        self._emit(rec, new, ids)
 
     def _gap(self, source: Source, tick: int, scheduled: int, started: int, duration_us: float, reason: str,
              epoch: int | None = None) -> None:
@@ -210,21 +255,41 @@ class Collector:
                            {str(i): None for i in known})
         self._emit(rec, [])
 
-    def _emit(self, rec: SampleRecord, new_series: list[SeriesRecord]) -> None:
+    def _emit(self, rec: SampleRecord, new_series: list[SeriesRecord], ids: list[int] | None = None) -> None:
+        """Publish a record (history, latest, counters) and queue it for the run directory; ``ids`` of a good one."""
         with self._lock:  # seq and history order agree, so an ``after=seq`` cursor never skips a record
             rec.seq = self.table.next_seq()
             self._history.append(rec)
             self._latest[rec.source] = rec
-            self.status[rec.source].last_seq = rec.seq
-        if self.run_dir is not None:
-            if new_series:
+            st = self.status[rec.source]
+            st.last_seq = rec.seq
+            if ids is not None:
+                st.samples_total += 1
+                st.known_ids = ids
+            if self.run_dir is not None:
+                self._pending.append(rec)
+        if new_series and self.run_dir is not None:  # rare: written at once, before any sample that uses them
+            try:
                 self.run_dir.append(SERIES_FILE, [asdict(s) for s in new_series], flush=True)
-            self.run_dir.append(SAMPLES_FILE, [rec.to_json()])
+            except OSError as exc:  # a full or vanished disk: say so, keep sampling (the API still serves)
+                log.error("rmt collector: %d series declarations not written to %s: %s", len(new_series),
+                          self.run_dir.path, exc)
+
+    def _write_pending(self) -> None:
+        """Append the samples emitted since the last call and flush the run directory."""
+        with self._lock:
+            samples, self._pending = self._pending, []
+        if self.run_dir is None or not samples:
+            return
+        try:
+            self.run_dir.append(SAMPLES_FILE, [r.to_json() for r in samples])
+            self.run_dir.flush()
+        except OSError as exc:  # a full or vanished disk: say so, keep sampling (the API still serves)
+            log.error("rmt collector: %d samples not written to %s: %s", len(samples), self.run_dir.path, exc)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
-            if self.run_dir is not None:
-                self.run_dir.flush()
+            self._write_pending()
 
     # -- views (thread-safe copies) -------------------------------------------------------------------------------
     def latest(self) -> dict[str, SampleRecord]:

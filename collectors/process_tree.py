@@ -1,25 +1,37 @@
-"""Source ``process``: RSS, USS, threads, open fds and CPU time of tritonserver and every descendant (psutil).
+"""Source ``process``: RSS, USS, threads, open fds and CPU time of tritonserver and every descendant.
 
 Python-backend stubs hold Python models' memory, so a leaking model shows in its stub's series (label ``name`` is the
-stub's instance name, ``tritonserver`` for the server). RSS is read every tick; threads, fds and CPU time every
-``detail_every_s``; USS (a kernel page walk: ~1 ms per stub) every ``uss_every_s``. A value that cannot be read is
-NaN with a note, never 0; no server at all is a gap.
+stub's instance name, ``tritonserver`` for the server). The tree comes from :class:`ServerTarget` (psutil); the
+values from kept-open ``/proc`` files (:mod:`collectors.procfs`: one ``pread`` per process per tick). RSS is read
+every tick; threads, fds and CPU time every ``detail_every_s``. A value that cannot be read is NaN with a note, never
+0; no server at all, or a server that ended, is a gap.
+
+What can block or costs milliseconds runs in a helper thread, so a tick never waits on it: re-reading the tree, and
+USS every ``uss_every_s`` (a kernel page walk, ~0.4 ms per stub and ~1.2 ms for tritonserver, which waits for the
+process' memory-map lock). A USS round's values go into the sample of the first tick after the round ended — at
+most one interval after they were read; a round that does not end (a process stuck with its memory map locked)
+delays only the USS series, with a note.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import psutil
 
+from collectors.procfs import ProcFiles
 from collectors.series import Labels, Point, Reading, labels_of
 from collectors.source import SourceInfo
 from collectors.target import ServerTarget, TrackedProcess
 from rmt.errors import SourceUnavailable
 from rmt.measures import register_measure
 
+log = logging.getLogger(__name__)
 SOURCE = "process"
 for _name, _unit, _doc in (
     ("process_rss_bytes", "bytes", "resident set size of one process of the Triton tree"),
@@ -40,13 +52,132 @@ def process_labels(tp: TrackedProcess) -> Labels:
     return labels_of(pid=info.pid, name=info.name, role=info.role, model=info.model, instance=info.instance)
 
 
+@dataclass(eq=False)
+class _Member:
+    """A process of the tree as this source reads it: its labels and its kept-open ``/proc`` files."""
+
+    tp: TrackedProcess
+    labels: Labels
+    files: ProcFiles | None
+    """None once the process ended (or when its ``/proc`` files cannot be opened: see ``error``)."""
+    error: str = ""
+    """Why ``files`` is None while the process lives (e.g. ``/proc`` mounted with ``hidepid``)."""
+
+
+@dataclass
+class _UssRound:
+    """One USS page walk over the tree, done by the helper thread."""
+
+    members: list[_Member]
+    values: list[float] = field(default_factory=list)
+    """USS of each member (NaN: unreadable; -1: the process ended), filled by the helper."""
+    notes: list[str] = field(default_factory=list)
+    asked_at: float = 0.0
+
+
+class _Helper:
+    """The process source's slow work, off the sampling thread: tree re-reads (a walk over every process of the
+    host, and command lines that can block behind a process' memory-map lock) and USS page walks (which take that
+    lock). Woken only when there is work: at most once per ``uss_every_s`` and when the tree may have changed."""
+
+    def __init__(self, target: ServerTarget, name: str) -> None:
+        self.target = target
+        self._cv = threading.Condition()
+        self._want_tree = False
+        self._uss: _UssRound | None = None
+        """The round asked for or running; moved to ``_done`` when finished."""
+        self._done: _UssRound | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Stop and join the thread (a read blocked in the kernel is left behind, with a warning)."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("rmt collector: %s still in a read after stop", self._thread.name)
+
+    def ask_tree(self) -> None:
+        """Re-read the tree (the sampling thread picks it up from the target at its next tick)."""
+        with self._cv:
+            if not self._want_tree:
+                self._want_tree = True
+                self._cv.notify()
+
+    def ask_uss(self, members: list[_Member], now: float) -> _UssRound | None:
+        """Start a USS round over ``members``; returns the round still running instead, if any."""
+        with self._cv:
+            if self._uss is not None:
+                return self._uss
+            self._uss = _UssRound(list(members), asked_at=now)
+            self._cv.notify()
+            return None
+
+    def take_uss(self) -> _UssRound | None:
+        """The round finished since the last call, if any."""
+        with self._cv:
+            done, self._done = self._done, None
+            return done
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not (self._stop or self._want_tree or self._uss is not None):
+                    self._cv.wait()
+                if self._stop:
+                    return
+                want_tree, self._want_tree = self._want_tree, False
+                job = self._uss
+            if want_tree:
+                try:
+                    self.target.processes()
+                except Exception:  # a bug must not end the helper: the next request tries again
+                    log.exception("rmt collector: re-reading the process tree failed")
+            if job is not None:
+                try:
+                    for member in job.members:
+                        job.values.append(_uss_of(member, job.notes))
+                except Exception:  # a bug must not end the helper: the rest of the round is NaN
+                    log.exception("rmt collector: a USS round failed")
+                finally:
+                    job.values += [math.nan] * (len(job.members) - len(job.values))
+                    with self._cv:
+                        self._uss, self._done = None, job
+
+
+def _uss_of(member: _Member, notes: list[str]) -> float:
+    """USS of one member: NaN with a note when unreadable, -1 when the process ended."""
+    files = member.files  # the sampling thread may drop it meanwhile: reads go by path, closed files are fine
+    if files is None:
+        return math.nan if member.error else -1.0
+    try:
+        return float(files.uss_bytes())
+    except PermissionError:
+        notes.append(f"uss unreadable for pid {files.pid} (AccessDenied: run as the server's user)")
+    except ProcessLookupError:
+        return -1.0
+    except (OSError, ValueError, IndexError) as exc:
+        notes.append(f"uss of pid {files.pid}: {type(exc).__name__}")
+    return math.nan
+
+
 class ProcessTreeSource:
-    """Reads the Triton process tree of a :class:`ServerTarget` each tick."""
+    """Reads the Triton process tree of a :class:`ServerTarget` each tick (``/proc`` through :mod:`procfs`)."""
 
     name = SOURCE
+    inline = True
+    """A tick reads kept-open ``/proc`` files that never block (the slow work is the helper's): it may share the
+    collector's sampling thread with the other inline sources."""
 
     def __init__(self, target: ServerTarget, *, timeout_s: float = 1.0, detail_every_s: float = 1.0,
-                 uss_every_s: float = 5.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 uss_every_s: float = 30.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self.detail_every_s = detail_every_s
@@ -54,99 +185,152 @@ class ProcessTreeSource:
         self._monotonic = monotonic
         self._last_detail = -math.inf
         self._last_uss = -math.inf
-        self._labels: dict[psutil.Process, Labels] = {}
+        self._tree: tuple[TrackedProcess, ...] = ()
+        self._members: list[_Member] = []
+        self._tree_labels: Labels = ()
+        self._known: dict[psutil.Process, _Member] = {}
+        """By psutil handle (hashed by pid and creation time): a recycled PID is a new member."""
+        self._helper: _Helper | None = None
 
     def open(self) -> SourceInfo:
-        """Always available (psutil); the server may come later."""
-        self.target.server()
+        """Always available; the server may come later. Reads the tree once and starts the helper thread."""
+        self.target.processes()
+        self._helper = _Helper(self.target, f"rmt-{SOURCE}-helper")
+        self._helper.start()
         return SourceInfo(details={"detail_every_s": self.detail_every_s, "uss_every_s": self.uss_every_s,
                                    "server": self.target.describe()})
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Stop the helper and close every kept-open ``/proc`` file."""
+        if self._helper is not None:
+            self._helper.stop(max(1.0, self.timeout_s))
+            self._helper = None
+        self._sync(())
 
-    def _labels_of(self, tp: TrackedProcess) -> Labels:
-        labels = self._labels.get(tp.proc)  # psutil hashes a process by pid and creation time
-        if labels is None:
-            if len(self._labels) > 4096:
-                self._labels.clear()
-            labels = self._labels[tp.proc] = process_labels(tp)
-        return labels
+    def _sync(self, tree: tuple[TrackedProcess, ...]) -> None:
+        """Members for a newly read tree: keep the files of processes still in it, close the others'."""
+        known: dict[psutil.Process, _Member] = {}
+        for tp in tree:
+            member = self._known.pop(tp.proc, None)
+            if member is None:
+                member = _Member(tp, process_labels(tp), None)
+                try:
+                    member.files = ProcFiles(tp.proc.pid)
+                except ProcessLookupError:  # ended already: left out until the tree is read again
+                    pass
+                except OSError as exc:
+                    member.error = f"pid {tp.proc.pid}: /proc unreadable ({type(exc).__name__})"
+            known[tp.proc] = member
+        for member in self._known.values():
+            if member.files is not None:
+                member.files.close()
+        self._known = known
+        self._members = list(known.values())
+        self._tree = tree
+        self._tree_labels = labels_of(server_pid=tree[0].proc.pid) if tree else ()
 
     def read(self) -> Reading:
-        """One read of every process of the tree."""
-        tree = self.target.processes()
-        if not tree:
-            raise SourceUnavailable(f"no tritonserver process ({self._where()})")
+        """One read of every process of the tree: RSS, and the details and USS when due."""
+        helper = self._helper
+        if helper is None:
+            raise SourceUnavailable("the process source is not open")
+        tree = self.target.cached_processes()
         now = self._monotonic()
         detail = now - self._last_detail >= self.detail_every_s
-        uss = now - self._last_uss >= self.uss_every_s
+        if (detail or not tree) and self.target.refresh_due():  # once per detail period: it checks /dev/shm
+            helper.ask_tree()
+        if not tree:
+            raise SourceUnavailable(f"no tritonserver process ({self._where()})")
+        if tree is not self._tree:
+            self._sync(tree)
         points: list[Point] = []
         notes: list[str] = []
         rss_total = 0.0
-        uss_total = 0.0
         gone = 0
-        for tp in tree:
-            labels = self._labels_of(tp)
-            proc = tp.proc
-            try:
-                rss = float(proc.memory_info().rss)
-                extra = self._details(proc, labels, detail, uss, notes) if detail or uss else []
-                if uss:
-                    uss_total += extra[-1].value
-            except psutil.NoSuchProcess:
+        read: list[tuple[_Member, ProcFiles]] = []
+        ended = 0
+        for member in self._members:  # RSS of the whole tree first, in one tight pass: one snapshot
+            files = member.files
+            if files is None:
+                if member.error:
+                    notes.append(member.error)
+                    continue
+                if member.tp.info.role == "server":  # still the cached tree: the helper is looking again
+                    helper.ask_tree()
+                    raise SourceUnavailable(f"tritonserver (pid {member.tp.proc.pid}) has ended")
                 gone += 1
-                if tp.info.role == "server":
-                    raise SourceUnavailable(f"tritonserver (pid {proc.pid}) ended during the read") from None
                 continue
-            except psutil.Error as exc:
-                notes.append(f"pid {proc.pid}: {type(exc).__name__}")
+            try:
+                rss = float(files.rss_bytes())
+            except ProcessLookupError:  # a zombie or gone: read no more (a tree read that keeps it asks once)
+                files.close()
+                member.files = None
+                if member.tp.info.role == "server":
+                    self.target.invalidate()
+                    helper.ask_tree()
+                    pid = member.tp.proc.pid
+                    raise SourceUnavailable(f"tritonserver (pid {pid}) ended during the read") from None
+                gone += 1
+                ended += 1
+                continue
+            except (OSError, ValueError, IndexError) as exc:
+                notes.append(f"pid {member.tp.proc.pid}: {type(exc).__name__}")
                 continue
             rss_total += rss
-            points.append(Point("process_rss_bytes", labels, rss))
-            points += extra
-        if gone:
+            points.append(Point("process_rss_bytes", member.labels, rss))
+            read.append((member, files))
+        if detail:
+            for member, files in read:
+                try:
+                    points += self._details(files, member.labels, notes)
+                except (OSError, ValueError, IndexError) as exc:  # ended since its RSS: no details this time
+                    notes.append(f"details of pid {member.tp.proc.pid}: {type(exc).__name__}")
+        if ended:
             self.target.invalidate()
-            notes.append(f"{gone} process(es) ended during the read")
-        tree_labels = labels_of(server_pid=tree[0].proc.pid)
+            helper.ask_tree()
+            notes.append(f"{ended} process(es) ended during the read")
+        tree_labels = self._tree_labels
         points.append(Point("process_tree_rss_bytes", tree_labels, rss_total))
         points.append(Point("process_tree_processes_count", tree_labels, float(len(tree) - gone)))
-        if uss:
-            points.append(Point("process_tree_uss_bytes", tree_labels, uss_total))
-            self._last_uss = now
         if detail:
             self._last_detail = now
+        self._uss_points(helper, now, tree_labels, points, notes)
         return Reading(points, "; ".join(notes))
 
-    def _details(self, proc: psutil.Process, labels: Labels, detail: bool, uss: bool,
-                 notes: list[str]) -> list[Point]:
-        """Threads, fds and CPU time (when ``detail``), then USS last (when ``uss``)."""
-        out: list[Point] = []
-        with proc.oneshot():
-            if detail:
-                cpu = proc.cpu_times()
-                out += [Point("process_threads_count", labels, float(proc.num_threads())),
-                        Point("process_open_fds_count", labels, self._fds(proc, notes)),
-                        Point("process_cpu_s", labels, cpu.user + cpu.system)]
-            if uss:
-                out.append(Point("process_uss_bytes", labels, self._uss(proc, notes)))
-        return out
+    def _uss_points(self, helper: _Helper, now: float, tree_labels: Labels, points: list[Point],
+                    notes: list[str]) -> None:
+        """Add the USS of the round the helper finished since the last tick, and start the next when due."""
+        done = helper.take_uss()
+        if done is not None:
+            total = 0.0
+            for member, value in zip(done.members, done.values, strict=True):
+                if value >= 0 or math.isnan(value):  # -1: the process ended
+                    if self._known.get(member.tp.proc) is member:
+                        points.append(Point("process_uss_bytes", member.labels, value))
+                    total += value
+            if done.members == self._members:  # the sum belongs to this tree (not one read before a restart)
+                points.append(Point("process_tree_uss_bytes", tree_labels, total))
+            notes += done.notes
+        if now - self._last_uss >= self.uss_every_s:
+            running = helper.ask_uss(self._members, now)
+            if running is None:
+                self._last_uss = now
+            elif now - running.asked_at > 2 * self.uss_every_s:
+                notes.append(f"uss: the page walk started {now - running.asked_at:.0f} s ago has not ended "
+                             f"(a process' memory map is locked)")
 
     @staticmethod
-    def _uss(proc: psutil.Process, notes: list[str]) -> float:
+    def _details(files: ProcFiles, labels: Labels, notes: list[str]) -> list[Point]:
+        """Threads, open fds and CPU time of one process."""
+        threads, cpu_s = files.threads_and_cpu_s()
         try:
-            return float(proc.memory_full_info().uss)
-        except psutil.AccessDenied:
-            notes.append(f"uss unreadable for pid {proc.pid} (AccessDenied: run as the server's user)")
-            return math.nan
-
-    @staticmethod
-    def _fds(proc: psutil.Process, notes: list[str]) -> float:
-        try:
-            return float(proc.num_fds())
-        except psutil.AccessDenied:
-            notes.append(f"open fds unreadable for pid {proc.pid} (AccessDenied)")
-            return math.nan
+            fds = float(files.open_fds())
+        except PermissionError:
+            notes.append(f"open fds unreadable for pid {files.pid} (AccessDenied)")
+            fds = math.nan
+        return [Point("process_threads_count", labels, float(threads)),
+                Point("process_open_fds_count", labels, fds),
+                Point("process_cpu_s", labels, cpu_s)]
 
     def _where(self) -> str:
         facts = self.target.describe()

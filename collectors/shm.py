@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from collectors.series import Point, Reading, labels_of
+from collectors.series import Labels, Point, Reading, labels_of
 from collectors.source import SourceInfo
 from collectors.target import ServerTarget
 from rmt.errors import SourceUnavailable
@@ -27,11 +27,16 @@ class ShmSource:
     """Sums the ``/dev/shm`` regions of the watched server's python backend."""
 
     name = SOURCE
+    inline = True
+    """A read lists a memory-backed folder: it never blocks, and may share the collector's sampling thread."""
 
     def __init__(self, target: ServerTarget, *, shm_dir: Path = Path("/dev/shm"), timeout_s: float = 1.0) -> None:
         self.target = target
         self.shm_dir = shm_dir
         self.timeout_s = timeout_s
+        self._dir_fd = -1
+        """The folder, kept open: listing it by descriptor stats each entry relative to it (no path walk)."""
+        self._labels: tuple[str, Labels] = ("", ())
 
     def open(self) -> SourceInfo:
         """Unavailable when the shared-memory folder does not exist (not Linux)."""
@@ -40,7 +45,10 @@ class ShmSource:
         return SourceInfo(details={"shm_dir": str(self.shm_dir), "prefix": self.target.shm_prefix()})
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Close the folder."""
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
     def read(self) -> Reading:
         """One scan of the folder."""
@@ -49,7 +57,9 @@ class ShmSource:
             raise SourceUnavailable("python-backend shm prefix unknown until the server is found")
         count = size = allocated = 0
         try:
-            with os.scandir(self.shm_dir) as entries:
+            if self._dir_fd < 0:
+                self._dir_fd = os.open(self.shm_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            with os.scandir(self._dir_fd) as entries:
                 for entry in entries:
                     if entry.name.startswith(prefix):
                         try:
@@ -60,8 +70,11 @@ class ShmSource:
                         size += st.st_size
                         allocated += st.st_blocks * 512
         except OSError as exc:
+            self.close()  # opened again at the next read (the folder may have been remounted)
             raise SourceUnavailable(f"cannot list {self.shm_dir}: {exc.strerror}") from None
-        labels = labels_of(prefix=prefix)
+        if self._labels[0] != prefix:
+            self._labels = (prefix, labels_of(prefix=prefix))
+        labels = self._labels[1]
         return Reading([Point("shm_regions_count", labels, float(count)),
                         Point("shm_size_bytes", labels, float(size)),
                         Point("shm_allocated_bytes", labels, float(allocated))])

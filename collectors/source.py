@@ -1,8 +1,14 @@
 """The contract between the sampling loop and a source module, and the clock every loop reads.
 
-A source is opened once (it may declare itself unavailable there, with a reason), then read at every tick of its
-own thread. ``read`` returns a :class:`~collectors.series.Reading` or raises :class:`~rmt.errors.SourceUnavailable`
-with a one-line reason: that tick becomes a gap (NaN + error count), never a zero.
+A source is opened once (it may declare itself unavailable there, with a reason), then read at every tick.
+``read`` returns a :class:`~collectors.series.Reading` or raises :class:`~rmt.errors.SourceUnavailable` with a
+one-line reason: that tick becomes a gap (NaN + error count), never a zero.
+
+Each source is read in its own thread, so a slow or hung read never delays another source — except the sources
+that declare the optional class attribute ``inline = True``: their reads never block and take well under a
+millisecond (kept-open ``/proc`` files, a memory-backed folder), so they share one sampling thread, which saves a
+thread wake-up per source per tick. A read may return the very list of points it returned the tick before when
+nothing changed (the collector then reuses that tick's series ids); such a list must never be mutated.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ compute durations (µs), the pinned memory pool, per-GPU memory/utilization/powe
 memory gauges — the names in :data:`TRITON_METRICS`, each registered in :mod:`rmt.measures` under Triton's own name.
 Labels are Triton's (``model``, ``version``, ``reason``, ``gpu_uuid``).
 
-Each distinct ``name{labels}`` is parsed once by ``prometheus_client.parser`` and cached, so a tick costs one GET and
-a split per line. An unreachable, non-200, empty or malformed page is a gap with the reason, never zeros.
+Each distinct ``name{labels}`` is parsed once by ``prometheus_client.parser`` and cached, and only the lines that
+changed since the previous page are looked at again (an unchanged page, the common case between Triton's metrics
+updates, costs one comparison), so a tick costs one GET. An unreachable, non-200, empty or malformed page is a gap
+with the reason, never zeros.
 """
 
 from __future__ import annotations
@@ -51,10 +53,20 @@ for _name, (_unit, _better, _doc) in TRITON_METRICS.items():
     register_measure(_name, _unit, SOURCE, _better, _doc)
 
 class MetricsParser:
-    """Parses Triton's exposition text into points, caching the parse of each distinct series."""
+    """Parses Triton's exposition text into points, re-parsing only the lines that changed since the last page.
+
+    Triton refreshes its gauges every ``--metrics-interval-ms`` (2 s by default) and its counters as requests
+    complete, so most pages equal the previous one and most lines of a changed page are unchanged: an equal page
+    returns the previous list of points (the same object), a known line its previous point. A new line is split into
+    ``name{labels}`` and value; the ``name{labels}`` part is parsed by ``prometheus_client.parser`` once and cached.
+    """
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[str, Labels] | None] = {}
+        self._text: str | None = None
+        self._lines: dict[str, Point | None] = {}
+        """Each line of the previous page → its point (None for comments and series not kept)."""
+        self._points: list[Point] = []
 
     def _series(self, key: str) -> tuple[str, Labels] | None:
         """``(name, labels)`` of a kept series, None for one this source does not keep."""
@@ -72,29 +84,43 @@ class MetricsParser:
             self._cache[key] = cached
         return cached
 
+    def _line(self, raw: str) -> Point | None:
+        """The point of one line, None for a comment, a blank line or a series not kept."""
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            return None
+        close = line.rfind("}")
+        cut = close + 1 if close >= 0 else line.find(" ")
+        if cut <= 0:
+            raise SourceUnavailable(f"malformed metrics line {line[:80]!r}: no value")
+        key, rest = line[:cut], line[cut:].split()
+        series = self._series(key)
+        if series is None:
+            return None
+        if not rest:
+            raise SourceUnavailable(f"malformed metrics line {line[:80]!r}: no value")
+        try:
+            value = float(rest[0])
+        except ValueError:
+            raise SourceUnavailable(f"malformed metrics line {line[:80]!r}: value is not a number") from None
+        name, labels = series
+        return Point(name, labels, value if math.isfinite(value) else math.nan)
+
     def parse(self, text: str) -> list[Point]:
-        """Every kept sample of ``text``; raises SourceUnavailable when a line is malformed."""
+        """Every kept sample of ``text``; raises SourceUnavailable when a line is malformed.
+
+        The list returned for a page equal to the previous one is the previous list: treat it as read-only."""
+        if text == self._text:
+            return self._points
+        previous = self._lines
+        lines: dict[str, Point | None] = {}
         points: list[Point] = []
         for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            close = line.rfind("}")
-            cut = close + 1 if close >= 0 else line.find(" ")
-            if cut <= 0:
-                raise SourceUnavailable(f"malformed metrics line {line[:80]!r}: no value")
-            key, rest = line[:cut], line[cut:].split()
-            series = self._series(key)
-            if series is None:
-                continue
-            if not rest:
-                raise SourceUnavailable(f"malformed metrics line {line[:80]!r}: no value")
-            try:
-                value = float(rest[0])
-            except ValueError:
-                raise SourceUnavailable(f"malformed metrics line {line[:80]!r}: value is not a number") from None
-            name, labels = series
-            points.append(Point(name, labels, value if math.isfinite(value) else math.nan))
+            point = previous[raw] if raw in previous else self._line(raw)
+            lines[raw] = point
+            if point is not None:
+                points.append(point)
+        self._text, self._lines, self._points = text, lines, points
         return points
 
 
@@ -108,15 +134,20 @@ class TritonMetricsSource(HttpSource):
     def __init__(self, target: ServerTarget, *, timeout_s: float = 1.0, http: HttpGetter | None = None) -> None:
         super().__init__(target, timeout_s=timeout_s, http=http)
         self.parser = MetricsParser()
+        self._body: bytes | None = None
+        """The last good page and its points, returned again (the same list) while the page does not change."""
+        self._points: list[Point] = []
 
     def url(self) -> str | None:
         """Triton's metrics page."""
         return self.target.metrics_url()
 
     def read(self) -> Reading:
-        """One GET and parse."""
+        """One GET and parse (an unchanged page is not even decoded)."""
         url, body = self.fetch()
-        points = self.parser.parse(body.decode("utf-8", "replace"))
-        if not points:
-            raise SourceUnavailable(f"no Triton metrics (nv_*) at {url}: is it tritonserver's metrics port?")
-        return Reading(points)
+        if body != self._body:
+            points = self.parser.parse(body.decode("utf-8", "replace"))
+            if not points:
+                raise SourceUnavailable(f"no Triton metrics (nv_*) at {url}: is it tritonserver's metrics port?")
+            self._body, self._points = body, points
+        return Reading(self._points)

@@ -34,10 +34,16 @@ def get_json(url: str) -> Any:
 
 
 def series_values(run: RunDir, measure: str, **labels: str) -> np.ndarray:
+    """The values written so far (samples reach the file within the collector's flush interval: poll for more)."""
     run.flush()
     found = find_series(load_series(run, measure=measure), measure, **labels)
     assert len(found) == 1, f"{measure}{labels}: {len(found)} series"
     return found[0].values
+
+
+def grew(values: np.ndarray, by: float) -> bool:
+    """Whether ``values`` (as written so far) rose by at least ``by`` from the first to the last."""
+    return len(values) > 1 and values[-1] - values[0] >= by
 
 
 def good_samples(sidecar: Sidecar, source: str) -> int:
@@ -60,11 +66,10 @@ def test_leak_grows_the_stub_rss_twin_stays_flat_counters_match(triton_server: E
         def counted() -> bool:  # a sample taken after the last response
             ok = [series_values(run, "nv_inference_request_success", model=m) for m in ("leak_host",
                                                                                          "leak_host_healthy")]
-            return all(v[-1] - v[0] >= N for v in ok)
+            return all(grew(v, N) for v in ok)
 
         wait_for(counted, 60, "the Triton counters to show the traffic")
-        wait_for(lambda: series_values(run, "process_rss_bytes", instance="leak_host_0_0")[-1]
-                 - series_values(run, "process_rss_bytes", instance="leak_host_0_0")[0] >= 0.8 * N * MIB,
+        wait_for(lambda: grew(series_values(run, "process_rss_bytes", instance="leak_host_0_0"), 0.8 * N * MIB),
                  60, "the leaking stub's RSS to grow")
     leak = series_values(run, "process_rss_bytes", instance="leak_host_0_0")
     twin = series_values(run, "process_rss_bytes", instance="leak_host_healthy_0_0")
