@@ -42,7 +42,8 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=1.0, metavar="S", help="per-source read timeout (default 1)")
     p.add_argument("--sources", default=",".join(DEFAULT_SOURCES), metavar="LIST",
                    help=f"comma-separated sources of {','.join(SOURCE_NAMES)} (default: {','.join(DEFAULT_SOURCES)})")
-    p.add_argument("--uss-every", type=float, default=5.0, metavar="S", help="USS cadence (default 5)")
+    p.add_argument("--uss-every", type=float, default=SidecarOptions.uss_every_s, metavar="S",
+                   help=f"USS cadence (default {SidecarOptions.uss_every_s:g})")
     p.add_argument("--detail-every", type=float, default=1.0, metavar="S",
                    help="threads/fds/CPU cadence (default 1)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until a signal)")
