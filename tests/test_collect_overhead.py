@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -320,27 +322,36 @@ def test_process_source_reads_uss_in_its_helper_and_reports_it_next_tick() -> No
 
 
 def test_an_ended_stub_is_noted_once_and_dropped_never_read_as_zero(tmp_path: Path) -> None:
-    target = ServerTarget(pid_provider=os.getpid, shm_dir=tmp_path, tree_refresh_s=3600)
-    child = subprocess.Popen(["sleep", "60"])  # a "stub": a child of this process, the "server"
+    # The "server" is a process of ours that never reaps its child, so the killed "stub" stays a zombie however this
+    # test process handles SIGCHLD (a gevent child watcher, loaded by other tests, reaps this process's own children).
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert server.stdout is not None
+    stub_pid = int(server.stdout.readline())
+    target = ServerTarget(pid_provider=lambda: server.pid, shm_dir=tmp_path, tree_refresh_s=3600)
     source = ProcessTreeSource(target, detail_every_s=3600, uss_every_s=3600)
     try:
         source.open()
-        wait_for(lambda: child.pid in {tp.proc.pid for tp in target.cached_processes()}, 10, "the child in the tree")
+        wait_for(lambda: stub_pid in {tp.proc.pid for tp in target.cached_processes()}, 10, "the stub in the tree")
 
         def rss() -> dict[str, float]:
             return {dict(p.labels)["pid"]: p.value for p in source.read().points if p.measure == "process_rss_bytes"}
 
-        wait_for(lambda: str(child.pid) in rss(), 10, "the child's RSS")
-        child.kill()
-        wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie")
+        wait_for(lambda: str(stub_pid) in rss(), 10, "the stub's RSS")
+        os.kill(stub_pid, signal.SIGKILL)
+        wait_for(lambda: psutil.Process(stub_pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie")
         reading = source.read()
         assert "1 process(es) ended during the read" in reading.note
-        assert str(child.pid) not in {dict(p.labels).get("pid") for p in reading.points}  # left out, not 0
+        assert str(stub_pid) not in {dict(p.labels).get("pid") for p in reading.points}  # left out, not 0
         again = source.read()  # the zombie may still be in the tree: not counted, not "ended" again
         assert "ended" not in again.note
         count = [p.value for p in again.points if p.measure == "process_tree_processes_count"]
         assert count == [len([p for p in again.points if p.measure == "process_rss_bytes"])]
     finally:
         source.close()
-        child.kill()
-        child.wait()
+        server.kill()
+        server.wait()
+        server.stdout.close()
