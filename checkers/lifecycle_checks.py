@@ -8,8 +8,8 @@
 - ``reload``: no request of the model failed during a reload window (``reload_start`` … ``reload_end``, ± a margin).
 - ``reload_limit``: after ``reload_end``, the model's traced executions never exceed the concurrency the new
   config allows (``detail.max_concurrency``), and the evidence says whether the new limit was reached.
-- ``cross_device``: while one device is saturated (all its instances executing), another device keeps executing as
-  much as it does overall — devices are independent.
+- ``cross_device``: while one device is saturated (running its peak number of executions at once: its rate-limiter
+  budget, or all its instances), another device keeps executing as much as it does overall — devices are independent.
 """
 
 from __future__ import annotations
@@ -212,7 +212,9 @@ class CrossDeviceCheck(Check):
     measure = "cross_device_busy_ratio"
     comparison = ">="
     params = (Param("min_ratio", 0.5, lambda v: parse_number(v, high=1.0),
-                    "lowest tolerated (B busy while A saturated) / (B busy overall)"),)
+                    "lowest tolerated (B busy while A saturated) / (B busy overall)"),
+              Param("min_saturated", "0.25s", parse_duration,
+                    "device A must spend at least this long at its peak for the pair to be judged"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per ordered pair of devices (A saturated at some point, B busy at some point)."""
@@ -223,7 +225,10 @@ class CrossDeviceCheck(Check):
             return self.no_evidence("executions traced on two or more devices")
         profiles = {d: concurrency.profile(np.concatenate([t.start_ns for t in ts]),
                                            np.concatenate([t.end_ns for t in ts])) for d, ts in by_device.items()}
-        capacity = {d: len({t.instance for t in ts}) for d, ts in by_device.items()}
+        # Saturated = running as many executions at once as the device ever does in the run: under a rate limiter
+        # that is the device's budget (R:1:0 lets one of GPU 0's instances run), without one its instance count.
+        capacity = {d: p.peak for d, p in profiles.items()}
+        instances = {d: len({(t.model, t.instance) for t in ts}) for d, ts in by_device.items()}
         t0 = min(int(p.t_ns[0]) for p in profiles.values() if len(p.t_ns))
         t1 = max(int(p.t_ns[-1]) for p in profiles.values() if len(p.t_ns))
         everywhere = concurrency.Profile(np.array([t0, t1], dtype=np.int64), np.array([1.0, 0.0]))
@@ -232,15 +237,20 @@ class CrossDeviceCheck(Check):
             for b in sorted(profiles):
                 if a == b:
                     continue
+                saturated_s = profiles[a].time_above_ns(capacity[a] - 0.5) / 1e9
+                if saturated_s < self.values["min_saturated"]:
+                    continue  # a peak reached for a moment says nothing about independence
                 during = concurrency.busy_fraction_while(profiles[b], profiles[a], capacity[a])
                 overall = concurrency.busy_fraction_while(profiles[b], everywhere, 1.0)
                 if math.isnan(during) or not overall > 0:
                     continue
                 ratio = min(1.0, during / overall)
                 out.append(self.verdict(f"device {b} while device {a} saturated", ratio, self.values["min_ratio"],
-                                        f"device {b} executed {during:.0%} of the time device {a} ran all "
-                                        f"{capacity[a]} instances, vs {overall:.0%} overall",
+                                        f"device {b} executed {during:.0%} of the time device {a} ran its "
+                                        f"peak of {capacity[a]:g} executions at once ({instances[a]} instances), "
+                                        f"vs {overall:.0%} overall",
                                         {"busy_while_saturated": during, "busy_overall": overall,
-                                         "capacity": capacity[a]}, status=PASS if ratio >= self.values["min_ratio"]
-                                        else FAIL))
+                                         "capacity": capacity[a], "instances": instances[a],
+                                         "saturated_s": saturated_s},
+                                        status=PASS if ratio >= self.values["min_ratio"] else FAIL))
         return out or self.no_evidence("a saturated device beside a busy one")

@@ -238,6 +238,33 @@ def test_cross_device_independence() -> None:
     assert by["device 1 while device 0 saturated"].measured == pytest.approx(0.0, abs=0.05)
 
 
+def _budgeted_traces(coupled: bool) -> list:
+    """GPU 0: 3 instances under a budget of 1 (back-to-back 20 ms executions, one at a time, the whole 2 s);
+    GPU 1: 4 instances under a budget of 4, 10 ms executions every 25 ms each — or, coupled by a global budget of 1,
+    only in the 5 ms gaps GPU 0 leaves every 100 ms."""
+    g0 = [instance_trace("hog", f"hog_0_{i}", np.arange(i, 100, 3) * 20 * MS, 19 * MS, device=0) for i in range(3)]
+    if coupled:
+        g0 = [instance_trace("hog", f"hog_0_{i}", np.array([s for s in t.start_ns if (s // MS) % 100 < 80]),
+                             19 * MS, device=0) for i, t in enumerate(g0)]
+        g1 = [instance_trace("split", "split_1_0", np.arange(0, 2000, 100) * MS + 81 * MS, 4 * MS, device=1)]
+    else:
+        g1 = [instance_trace("split", f"split_1_{i}", np.arange(0, 2000, 25) * MS + i * 6 * MS, 10 * MS, device=1)
+              for i in range(4)]
+    return [*g0, *g1]
+
+
+def test_cross_device_saturation_is_the_devices_budget_not_its_instance_count() -> None:
+    by = {v.subject: v for v in CrossDeviceCheck().evaluate(RunInputs(traces=_budgeted_traces(False)))}
+    v = by["device 1 while device 0 saturated"]
+    assert v.status == PASS and v.evidence["capacity"] == 1 and v.evidence["instances"] == 3
+    assert v.evidence["saturated_s"] > 1.5 and v.measured == pytest.approx(1.0)
+    assert "peak of 1 executions at once (3 instances)" in v.explanation
+    by = {v.subject: v for v in CrossDeviceCheck().evaluate(RunInputs(traces=_budgeted_traces(True)))}
+    v = by["device 1 while device 0 saturated"]
+    assert v.status == FAIL and v.measured == 0.0
+    assert statuses(CrossDeviceCheck({"min_saturated": "5s"}), RunInputs(traces=_budgeted_traces(True))) == [SKIP]
+
+
 def test_short_runs_use_the_short_run_threshold_soaks_keep_the_sensitive_one() -> None:
     settling = memory_series(7, requests=3_000, samples=120, leak_bytes_per_request=300.0)  # allocator settling
     (v,) = LeakCheck().evaluate(RunInputs(memory=[settling]))

@@ -18,7 +18,7 @@ from rmt.run.verdicts import CAUGHT, HEALTHY, SKIPPED, UNEXPECTED, Row, format_r
 from rmt_users.scenario import parse_scenario
 
 SCENARIOS = ["memory_growth", "fragmentation", "rate_limit", "fairness", "priority", "warmup", "reconfig",
-             "cross_device"]
+             "cross_device", "cross_device_global"]
 
 
 def test_catalogue_is_complete_and_every_scenario_parses() -> None:

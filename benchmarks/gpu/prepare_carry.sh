@@ -2,7 +2,8 @@
 # Pack what a GPU machine (Python 3.12, no network) needs to run rmt's GPU tests into .carry/ (git-ignored):
 #  - tritonserver.tar.xz: the wheel's server files in their relative layout (pytriton/tritonserver + nvidia_pytriton.libs)
 #    with only the 3.12 stub and without the bundled libpython 3.13 (~27 MB);
-#  - wheels/: pure or cp312 wheels of what the GPU image lacks (tritonclient and its HTTP stack, hdrhistogram, ...).
+#  - wheels/: pure or cp312 wheels of what the GPU image lacks (tritonclient and its HTTP stack, hdrhistogram, Locust
+#    and its web stack for `rmt run`, ...).
 # Usage: benchmarks/gpu/prepare_carry.sh   (then see docs/gpu-validation.md for the device command)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,5 +20,8 @@ fi
   --platform manylinux_2_24_x86_64 --platform manylinux_2_31_x86_64 --platform manylinux_2_35_x86_64 \
   --platform manylinux1_x86_64 --platform any -d .carry/wheels \
   tritonclient==2.73.0 geventhttpclient gevent greenlet zope.event zope.interface python-rapidjson brotli \
-  hdrhistogram pbr "$@"
+  hdrhistogram pbr hpack \
+  locust==2.47.0 flask werkzeug jinja2 markupsafe itsdangerous blinker click flask-cors flask-login configargparse \
+  msgpack pyzmq requests urllib3 certifi idna charset-normalizer python-socketio python-engineio bidict \
+  simple-websocket wsproto h11 websocket-client typing_extensions "$@"
 du -sh .carry/tritonserver.tar.xz .carry/wheels

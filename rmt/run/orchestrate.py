@@ -35,7 +35,10 @@ from rmt.run.verdicts import Row, format_rows, judge_run, rows_for
 from rmt.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions, free_port
 
-LOCUST = str(Path(sys.executable).parent / "locust")
+_LOCUST_SCRIPT = Path(sys.executable).parent / "locust"
+#: How to start Locust with this interpreter: its console script, or ``python -m locust`` where packages were installed
+#: without scripts beside the interpreter (``pip install --target``, a system Python).
+LOCUST = [str(_LOCUST_SCRIPT)] if _LOCUST_SCRIPT.exists() else [sys.executable, "-m", "locust"]
 DEFINITION_FILE = "definition.json"
 LOCUST_LOG = "locust.log"
 
@@ -226,7 +229,7 @@ class Orchestrator:
     def _locust(self, definition: ScenarioDef, run_dir: Path, host: str, server: EmbeddedServer | None) -> int:
         """Run the locustfile (master + workers); print progress; return the master's exit code."""
         users = self._users(definition)
-        args = [LOCUST, "-f", str(definition.locustfile), "--host", host, "-u", str(users),
+        args = [*LOCUST, "-f", str(definition.locustfile), "--host", host, "-u", str(users),
                 "-r", str(definition.spawn_rate), "-t", f"{max(1, math.ceil(definition.duration_s))}s",
                 "--rmt-run-dir", str(run_dir), "--rmt-definition", str(run_dir / DEFINITION_FILE),
                 "--stop-timeout", "5", "--rmt-drain-timeout", "20", "--csv", str(run_dir / "locust")]
@@ -251,7 +254,7 @@ class Orchestrator:
             procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             for _ in range(self.request.workers):
                 procs.append(subprocess.Popen(
-                    [LOCUST, "-f", str(definition.locustfile), "--worker", "--master-host", "127.0.0.1",
+                    [*LOCUST, "-f", str(definition.locustfile), "--worker", "--master-host", "127.0.0.1",
                      "--master-port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             code = self._watch(definition, run_dir, procs[0])
             for worker in procs[1:]:

@@ -1,0 +1,1 @@
+../../../../zoo/zoo_model.py
