@@ -3,8 +3,9 @@
 - :class:`HttpConnection`: one keep-alive HTTP/1.1 connection on a (gevent) socket speaking Triton's binary tensor
   extension. The request line, headers and JSON header are encoded once per body; per request only the id is
   inserted. No ``Accept-Encoding`` is sent, so Triton never compresses replies.
-- :class:`GrpcChannel`: one gRPC channel whose ``ModelInfer`` method takes and returns raw bytes (no protobuf work
-  per request; replies are parsed only when a trace is wanted). Call :func:`init_grpc_gevent` before any channel.
+- gRPC's lean connection is :class:`rmt_users.grpcwire.GrpcConnection` (raw ``ModelInfer`` bytes over HTTP/2 on the
+  same kind of socket); :func:`grpc_trace` parses its replies only when a trace is wanted. grpcio itself only fetches
+  model configs (:func:`init_grpc_gevent` first).
 
 Outcomes (:data:`OK` … :data:`CLIENT`) classify failures the way Triton reports them: a queue timeout
 ("Request timeout expired"), a full queue ("Exceeds maximum queue size"), any other server error, or no reply at all.
@@ -54,14 +55,15 @@ class HttpWire:
         self.batch_size = body.batch_size
 
 
-class HttpConnection:
-    """A keep-alive HTTP/1.1 connection to Triton; reconnects after a failure or ``Connection: close``."""
+class SocketConnection:
+    """A TCP connection to Triton (a gevent socket under Locust), opened on demand; subclasses speak the protocol."""
 
     def __init__(self, host: str, port: int, timeout_s: float,
                  connect: Callable[..., Any] = socket.create_connection) -> None:
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        """The socket's timeout (s)."""
         self._connect = connect
         self._sock: Any = None
         self._buf = b""
@@ -73,15 +75,28 @@ class HttpConnection:
             self._sock = None
         self._buf = b""
 
+    def _open_socket(self) -> Any:
+        """A new connected socket (``TCP_NODELAY``); the read buffer starts empty."""
+        sock = self._connect((self.host, self.port), timeout=self.timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = b""
+        return sock
+
+    def _write(self, data: bytes) -> None:
+        """Send ``data``: one syscall for everything but very large writes."""
+        sent = self._sock.send(data)
+        if sent < len(data):
+            self._sock.sendall(memoryview(data)[sent:])
+
+
+class HttpConnection(SocketConnection):
+    """A keep-alive HTTP/1.1 connection to Triton; reconnects after a failure or ``Connection: close``."""
+
     def send(self, wire: HttpWire, request_id: bytes) -> None:
         """Send one request (connecting first when needed); raises OSError when the socket fails."""
         if self._sock is None:
-            self._sock = self._connect((self.host, self.port), timeout=self.timeout_s)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        data = b"".join((wire.head, request_id, wire.tail))
-        sent = self._sock.send(data)  # one syscall for everything but very large bodies
-        if sent < len(data):
-            self._sock.sendall(data[sent:])
+            self._sock = self._open_socket()
+        self._write(b"".join((wire.head, request_id, wire.tail)))
 
     def receive(self) -> tuple[int, bytes, bytes]:
         """The reply: ``(HTTP status, body, header block)``; raises OSError."""
@@ -173,38 +188,6 @@ def init_grpc_gevent() -> None:
 
         grpc_gevent.init_gevent()
         _GEVENT_GRPC = True
-
-
-class GrpcChannel:
-    """A gRPC channel to Triton whose ``ModelInfer`` sends and returns raw protobuf bytes."""
-
-    def __init__(self, url: str, timeout_s: float) -> None:
-        import grpc
-
-        init_grpc_gevent()
-        self._grpc = grpc
-        self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(url, options=[("grpc.max_send_message_length", 2 ** 31 - 1),
-                                                           ("grpc.max_receive_message_length", 2 ** 31 - 1)])
-        self._infer = self.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-
-    def infer(self, body: bytes) -> tuple[int, bytes, str]:
-        """``(outcome, reply bytes, error message)``; never raises for RPC failures."""
-        try:
-            return OK, self._infer(body, timeout=self.timeout_s), ""
-        except self._grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            details = str(exc.details()) if hasattr(exc, "details") else str(exc)
-            outcome = classify_server_error(details)
-            if outcome == SERVER and code in (self._grpc.StatusCode.UNAVAILABLE,
-                                              self._grpc.StatusCode.DEADLINE_EXCEEDED,
-                                              self._grpc.StatusCode.CANCELLED):
-                outcome = CLIENT
-            return outcome, b"", f"gRPC {getattr(code, 'name', code)}: {details}"
-
-    def close(self) -> None:
-        """Close the channel."""
-        self.channel.close()
 
 
 def grpc_trace(reply: bytes) -> np.ndarray | None:
