@@ -53,6 +53,8 @@ _HEAD = struct.Struct(">HBBBL")  # 24-bit length as 16 + 8 bits, type, flags, st
 _SETTING = struct.Struct(">HL")
 _RECV = 262144
 _CACHED_BLOCKS = 64
+#: How much longer than a call's deadline the client waits for the server's answer.
+DEADLINE_GRACE_S = 1.0
 #: The client's SETTINGS: no dynamic HPACK table on replies, no push, stream windows as large as HTTP/2 allows.
 _CLIENT_SETTINGS = b"".join(_SETTING.pack(k, v) for k, v in (
     (_HEADER_TABLE_SIZE, 0), (_ENABLE_PUSH, 0), (_INITIAL_WINDOW_SIZE, _MAX_WINDOW)))
@@ -119,12 +121,15 @@ class CallFailed(ConnectionError):
 class GrpcConnection(SocketConnection):
     """One HTTP/2 connection to a gRPC server for unary calls with pre-serialized messages; reconnects on demand.
 
-    ``timeout_s`` is every call's deadline: sent as ``grpc-timeout``, and the socket's timeout.
+    ``deadline_s`` is every call's deadline, sent as ``grpc-timeout``: the server ends a late call with
+    DEADLINE_EXCEEDED. The client itself gives up :data:`DEADLINE_GRACE_S` later (the socket's timeout), so a
+    server's own verdict arrives first.
     """
 
-    def __init__(self, host: str, port: int, timeout_s: float,
+    def __init__(self, host: str, port: int, deadline_s: float,
                  connect: Callable[..., Any] = socket.create_connection) -> None:
-        super().__init__(host, port, timeout_s, connect)
+        super().__init__(host, port, deadline_s + DEADLINE_GRACE_S, connect)
+        self.deadline_s = deadline_s
         self.authority = f"{host}:{port}"
         self._blocks: dict[str, bytes] = {}
         self._decoded: dict[bytes, dict[str, str]] = {}
@@ -168,7 +173,7 @@ class GrpcConnection(SocketConnection):
         """The (cached) request header block of ``method`` on this connection's authority and timeout."""
         found = self._blocks.get(method)
         if found is None:
-            found = self._blocks[method] = request_block(self.authority, method, self.timeout_s)
+            found = self._blocks[method] = request_block(self.authority, method, self.deadline_s)
         return found
 
     def call(self, block: bytes, parts: Sequence[bytes]) -> tuple[int, str, bytes]:

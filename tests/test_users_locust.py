@@ -167,15 +167,17 @@ def test_distributed_open_loop_follows_rate_per_phase(triton_server: EmbeddedSer
     assert all(r["latency_p50_us"] >= r["service_p50_us"] * 0.99 for r in ok)  # latency counts from intent
 
 
+@pytest.mark.parametrize("user_class", ["HttpTraffic", "GrpcTraffic"])
 def test_timeouts_and_priorities_reach_the_server(triton_server_factory: Any, timeout_repository: Path,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, user_class: str) -> None:
     server = triton_server_factory(model_repository=timeout_repository)
     # Same timeout on both levels: level 2 REJECTs expired requests, level 1 only DELAYs them.
     scenario = {"traffic": {"mode": "closed",
                             "streams": [{"model": "qp_timeout", "priority": 2, "timeout_us": 2000, "weight": 1},
                                         {"model": "qp_timeout", "priority": 1, "timeout_us": 2000, "weight": 1}]}}
     before = server_counts(server, ["qp_timeout"])
-    code, err = run_locust(scenario, tmp_path / "prio", server.http_url, "HttpTraffic", users=24, run_time_s=5)
+    host = server.grpc_url if user_class == "GrpcTraffic" else server.http_url
+    code, err = run_locust(scenario, tmp_path / "prio", host, user_class, users=24, run_time_s=5)
     after = server_counts(server, ["qp_timeout"])
     assert code in (0, 1), err[-2000:]  # failures are the point here (exit 1 = Locust saw failed requests)
     rows = read_windows(tmp_path / "prio")
