@@ -7,7 +7,8 @@ report, printing progress, the verdict table and the run directory. Exit codes a
 passed, 3 one failed, 2 usage error, 1 tool error; with ``--expected``, 0 when every verdict matches the scenario's
 expectation (planted defects FAIL on purpose), 3 otherwise.
 
-Scenarios: memory_growth, fragmentation, rate_limit, fairness, priority, warmup, reconfig, cross_device, cross_device_global, campaign
+Scenarios: memory_growth, fragmentation, rate_limit, fairness, priority, warmup, reconfig, cross_device,
+cross_device_global, campaign
 (``locustfiles/<name>.json``), or a definition file path. ``--models a,b`` points any scenario at your own models
 (inputs from each model's config).
 """
