@@ -69,9 +69,8 @@ class ModelStatsSource(HttpSource):
         base = self.target.http_url()
         return f"{base}/v2/models/stats" if base else None
 
-    def read(self) -> Reading:
-        """One GET and parse."""
-        url, body = self.fetch()
+    def parse(self, url: str, body: bytes) -> Reading:
+        """The points of one answer."""
         try:
             payload = json.loads(body)
         except ValueError:

@@ -11,6 +11,7 @@ sample with ``ok: false``, the reason in ``error``, and ``null`` (NaN) for every
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rmt.measures import MEASURES
-from rmt.rundir import RunDir, register_file
+from rmt.rundir import RunDir, json_safe, register_file
 
 SERIES_FILE = "series.jsonl"
 SAMPLES_FILE = "samples.jsonl"
@@ -89,7 +90,9 @@ class SampleRecord:
     jitter_us: float
     """How late the read started after its scheduled time (µs)."""
     duration_us: float
-    """How long the read took (µs); NaN for a skipped tick."""
+    """How long the read took (µs); NaN for a skipped tick. For a split source (Triton's metrics, see
+    :mod:`collectors.core`), from sending the request to taking the complete answer: an upper bound when the answer
+    was taken at a later tick than its own (up to one interval more than the server needed)."""
     ok: bool
     """False for a gap: the read failed, timed out or was skipped; ``values`` are then all null."""
     error: str | None = None
@@ -100,6 +103,42 @@ class SampleRecord:
     def to_json(self) -> dict[str, Any]:
         """The record as a dict of its fields (NaN values become null when written); ``values`` is shared."""
         return dict(self.__dict__)
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
+"""Compact, NaN/inf written as ``NaN``/``Infinity`` (then found and written again as null)."""
+
+
+def encode_values(values: Mapping[str, float | None]) -> str:
+    """The JSON object of a sample's ``values``, NaN and inf as null."""
+    text = _JSON.encode(values)
+    if "NaN" in text or "Infinity" in text:  # keys are series ids (digits): only a value can spell these
+        text = _JSON.encode(json_safe(dict(values)))
+    return text
+
+
+class SampleEncoder:
+    """Encodes samples as ``samples.jsonl`` lines (the same JSON as ``json.dumps(json_safe(rec.to_json()))``).
+
+    A read that returned its previous points unchanged shares the previous record's ``values`` dict (see
+    :mod:`collectors.core`): its JSON is encoded once per source and reused while the dict is the same object (one
+    writer thread; the dict is never changed once in a record)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[dict[str, float | None], str]] = {}
+        """Per source, the latest values dict encoded and its JSON."""
+
+    def line(self, rec: SampleRecord) -> str:
+        """One line (no newline) for ``rec``."""
+        cached = self._values.get(rec.source)
+        if cached is not None and cached[0] is rec.values:
+            values = cached[1]
+        else:
+            values = encode_values(rec.values)
+            self._values[rec.source] = (rec.values, values)
+        head = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in rec.__dict__.items() if k != "values"}
+        return f'{_JSON.encode(head)[:-1]},"values":{values}}}'
 
 
 register_file(SERIES_FILE, "collectors.core", "collectors.series.SeriesRecord",

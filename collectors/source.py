@@ -4,11 +4,18 @@ A source is opened once (it may declare itself unavailable there, with a reason)
 ``read`` returns a :class:`~collectors.series.Reading` or raises :class:`~rmt.errors.SourceUnavailable` with a
 one-line reason: that tick becomes a gap (NaN + error count), never a zero.
 
-Each source is read in its own thread, so a slow or hung read never delays another source — except the sources
-that declare the optional class attribute ``inline = True``: their reads never block and take well under a
-millisecond (kept-open ``/proc`` files, a memory-backed folder), so they share one sampling thread, which saves a
-thread wake-up per source per tick. A read may return the very list of points it returned the tick before when
-nothing changed (the collector then reuses that tick's series ids); such a list must never be mutated.
+Each source is read in its own thread, so a slow or hung read never delays another source — except two kinds that
+share one sampling thread, which saves a thread wake-up per source per tick (and the one an HTTP answer costs):
+
+- ``inline = True`` (optional class attribute): the reads never block and take well under a millisecond (kept-open
+  ``/proc`` files, a memory-backed folder);
+- ``split = True``: a :class:`SplitSource`, whose read is a request and an answer (an HTTP GET). The collector
+  sends the request at the start of a tick (``begin``), reads the inline sources meanwhile and takes the answer with
+  ``poll``, which never blocks: at the end of the tick if it has come, else at a later tick's wake-up (or ``wait``s
+  for it when its timeout ends before the next tick); past ``timeout_s`` it ``cancel``s it, a gap.
+
+A read may return the very list of points it returned the tick before when nothing changed (the collector then
+reuses that tick's series ids and values); such a list must never be mutated.
 """
 
 from __future__ import annotations
@@ -74,4 +81,27 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release what ``open`` took."""
+        ...
+
+
+class SplitSource(Source, Protocol):
+    """A source read in two halves, so that waiting for its answer never blocks the thread it shares."""
+
+    split: bool
+    """True: read with begin/poll in the shared sampling thread (``read`` does both, for a thread of its own)."""
+
+    def begin(self) -> None:
+        """Send the request of one read; raise SourceUnavailable when it cannot be sent (a gap)."""
+        ...
+
+    def poll(self) -> Reading | None:
+        """The reading once the answer is complete, None while it is not; never blocks. SourceUnavailable: a gap."""
+        ...
+
+    def wait(self, timeout_s: float) -> None:
+        """Block up to ``timeout_s`` for more of the answer (used only when the collector must decide at once)."""
+        ...
+
+    def cancel(self) -> None:
+        """Abandon the read in flight (its timeout passed)."""
         ...

@@ -125,7 +125,7 @@ class MetricsParser:
 
 
 class TritonMetricsSource(HttpSource):
-    """GETs Triton's metrics page each tick."""
+    """GETs Triton's metrics page each tick (sent at the start of the tick, taken when it has arrived)."""
 
     name = SOURCE
 
@@ -142,9 +142,8 @@ class TritonMetricsSource(HttpSource):
         """Triton's metrics page."""
         return self.target.metrics_url()
 
-    def read(self) -> Reading:
-        """One GET and parse (an unchanged page is not even decoded)."""
-        url, body = self.fetch()
+    def parse(self, url: str, body: bytes) -> Reading:
+        """The points of one page (an unchanged page is not even decoded: its previous points, the same list)."""
         if body != self._body:
             points = self.parser.parse(body.decode("utf-8", "replace"))
             if not points:

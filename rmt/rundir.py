@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,20 +102,31 @@ class RunDir:
     # -- writing ----------------------------------------------------------------------------------------------------
     def append(self, name: str, records: Iterable[dict[str, Any]], *, flush: bool = False) -> int:
         """Append records (dicts) as JSON lines to ``name``; returns how many were written."""
-        if name not in FILES:
-            raise ValueError(f"{name} is not a registered run-directory file (register it in rmt.rundir.FILES)")
-        lines = [json.dumps(_clean(r), default=_json_default, separators=(",", ":")) + "\n" for r in records]
+        self._check_registered(name)
+        return self.append_lines(
+            name, [json.dumps(_clean(r), default=_json_default, separators=(",", ":")) for r in records], flush=flush)
+
+    def append_lines(self, name: str, lines: Sequence[str], *, flush: bool = False) -> int:
+        """Append records its writer encoded already, one JSON object per string (no newline, NaN/inf as null): the
+        path of a writer that encodes many records cheaply itself (:meth:`append` cleans and encodes every value)."""
+        self._check_registered(name)
+        text = "\n".join(lines) + "\n" if lines else ""
         with self._lock:
             fh = self._handles.get(name)
             if fh is None:
                 fh = self._handles[name] = (self.path / name).open("a", encoding="utf-8")
-            fh.writelines(lines)
+            fh.write(text)
             now = time.monotonic()
             if flush or now - self._last_flush.get(name, 0.0) >= self.flush_interval_s:
                 fh.flush()
                 os.fsync(fh.fileno())
                 self._last_flush[name] = now
         return len(lines)
+
+    @staticmethod
+    def _check_registered(name: str) -> None:
+        if name not in FILES:
+            raise ValueError(f"{name} is not a registered run-directory file (register it in rmt.rundir.FILES)")
 
     def flush(self) -> None:
         """Flush every open file to disk."""
