@@ -109,6 +109,8 @@ class Collector:
         self._encoder = SampleEncoder()
         self._shapes: dict[str, tuple[list[Point], list[int], dict[str, float | None]]] = {}
         """Per source, its last good read's points (the list object), their series ids and the values dict."""
+        self._layouts: dict[str, dict[int, tuple[list[Point], list[int], list[str]]]] = {}
+        """Per source, the layouts it returned (by ``id``, the list kept): their series ids, as ints and strings."""
         self.status: dict[str, SourceStatus] = {}
         self.start_mono_ns = 0
         self.start_epoch_ns = 0
@@ -304,19 +306,36 @@ class Collector:
 
     def _good(self, source: Source, tick: int, scheduled: int, started: int, epoch: int, duration_us: float,
               reading: Reading) -> None:
-        points = reading.points
+        layout = reading.layout
         new: list[SeriesRecord] = []
-        shape = self._shapes.get(source.name)
-        if shape is not None and shape[0] is points:  # the source returned its previous points unchanged
-            ids, values = shape[1], shape[2]
+        values: dict[str, float | None]
+        if layout is not None and reading.values is not None:
+            layouts = self._layouts.setdefault(source.name, {})
+            known = layouts.get(id(layout))
+            if known is None or known[0] is not layout:  # a layout not seen before (the dict keeps it alive)
+                try:
+                    ids, new = self.table.ids_for(source.name, layout, epoch)
+                except KeyError as exc:
+                    self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
+                    return
+                if len(layouts) >= 8:  # a source that keeps building new layouts: keep the latest few
+                    layouts.clear()
+                known = layouts[id(layout)] = (layout, ids, [str(i) for i in ids])
+            ids = known[1]
+            values = dict(zip(known[2], reading.values, strict=True))
         else:
-            try:
-                ids, new = self.table.ids_for(source.name, points, epoch)
-            except KeyError as exc:
-                self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
-                return
-            values = dict(zip(map(str, ids), [p.value for p in points], strict=True))
-            self._shapes[source.name] = (points, ids, values)
+            points = reading.points
+            shape = self._shapes.get(source.name)
+            if shape is not None and shape[0] is points:  # the source returned its previous points unchanged
+                ids, values = shape[1], shape[2]
+            else:
+                try:
+                    ids, new = self.table.ids_for(source.name, points, epoch)
+                except KeyError as exc:
+                    self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
+                    return
+                values = dict(zip(map(str, ids), [p.value for p in points], strict=True))
+                self._shapes[source.name] = (points, ids, values)
         rec = SampleRecord(self.name, 0, source.name, tick, started, epoch,
                            (started - scheduled) / 1e3, duration_us, True, reading.note or None, values)
         self._emit(rec, new, ids)

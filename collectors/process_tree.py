@@ -46,6 +46,10 @@ for _name, _unit, _doc in (
     register_measure(_name, _unit, SOURCE, "none" if _name.endswith(("_count", "_cpu_s")) else "lower", _doc)
 
 
+#: The per-process series read every ``detail_every_s``, in the order :meth:`ProcessTreeSource._details` reads them.
+DETAIL_MEASURES = ("process_threads_count", "process_open_fds_count", "process_cpu_s")
+
+
 def process_labels(tp: TrackedProcess) -> Labels:
     """The labels of a process' series: pid, name, role, and model/instance for stubs."""
     info = tp.info
@@ -190,6 +194,8 @@ class ProcessTreeSource:
         self._tree_labels: Labels = ()
         self._known: dict[psutil.Process, _Member] = {}
         """By psutil handle (hashed by pid and creation time): a recycled PID is a new member."""
+        self._layouts: dict[bool, tuple[list[_Member], list[_Member] | None, list[Point]]] = {}
+        """The latest layout of a tick with details (True) and without (False), and the members it was built for."""
         self._helper: _Helper | None = None
 
     def open(self) -> SourceInfo:
@@ -243,8 +249,9 @@ class ProcessTreeSource:
             raise SourceUnavailable(f"no tritonserver process ({self._where()})")
         if tree is not self._tree:
             self._sync(tree)
-        points: list[Point] = []
         notes: list[str] = []
+        values: list[float] = []
+        """RSS of each member read, then (on a detail tick) threads, fds and CPU of each member detailed."""
         rss_total = 0.0
         gone = 0
         read: list[tuple[_Member, ProcFiles]] = []
@@ -277,29 +284,52 @@ class ProcessTreeSource:
                 notes.append(f"pid {member.tp.proc.pid}: {type(exc).__name__}")
                 continue
             rss_total += rss
-            points.append(Point("process_rss_bytes", member.labels, rss))
+            values.append(rss)
             read.append((member, files))
+        detailed: list[_Member] | None = None
         if detail:
+            detailed = []
             for member, files in read:
                 try:
-                    points += self._details(files, member.labels, notes)
+                    values += self._details(files, notes)
+                    detailed.append(member)
                 except (OSError, ValueError, IndexError) as exc:  # ended since its RSS: no details this time
                     notes.append(f"details of pid {member.tp.proc.pid}: {type(exc).__name__}")
         if ended:
             self.target.invalidate()
             helper.ask_tree()
             notes.append(f"{ended} process(es) ended during the read")
-        tree_labels = self._tree_labels
-        points.append(Point("process_tree_rss_bytes", tree_labels, rss_total))
-        points.append(Point("process_tree_processes_count", tree_labels, float(len(tree) - gone)))
+        values.append(rss_total)
+        values.append(float(len(tree) - gone))
         if detail:
             self._last_detail = now
-        self._uss_points(helper, now, tree_labels, points, notes)
-        return Reading(points, "; ".join(notes))
+        layout = self._layout([m for m, _ in read], detailed)
+        uss = self._uss_points(helper, now, notes)
+        if uss:  # every uss_every_s: this tick's points are the layout's and the USS round's
+            points = [p._replace(value=v) for p, v in zip(layout, values, strict=True)]
+            return Reading(points + uss, "; ".join(notes))
+        return Reading(note="; ".join(notes), layout=layout, values=values)
 
-    def _uss_points(self, helper: _Helper, now: float, tree_labels: Labels, points: list[Point],
-                    notes: list[str]) -> None:
-        """Add the USS of the round the helper finished since the last tick, and start the next when due."""
+    def _layout(self, read: list[_Member], detailed: list[_Member] | None) -> list[Point]:
+        """The series of a tick that read ``read`` (and detailed ``detailed``): the same list object as long as the
+        same members are read (one list for ticks with details, one without)."""
+        key = detailed is not None
+        cached = self._layouts.get(key)
+        if cached is not None and cached[0] == read and cached[1] == detailed:  # members compare by identity
+            return cached[2]
+        nan = math.nan
+        layout = [Point("process_rss_bytes", m.labels, nan) for m in read]
+        for m in detailed or ():
+            layout += [Point(measure, m.labels, nan) for measure in DETAIL_MEASURES]
+        tree_labels = self._tree_labels
+        layout += [Point("process_tree_rss_bytes", tree_labels, nan),
+                   Point("process_tree_processes_count", tree_labels, nan)]
+        self._layouts[key] = (read, detailed, layout)
+        return layout
+
+    def _uss_points(self, helper: _Helper, now: float, notes: list[str]) -> list[Point]:
+        """The USS of the round the helper finished since the last tick (empty if none); starts the next when due."""
+        points: list[Point] = []
         done = helper.take_uss()
         if done is not None:
             total = 0.0
@@ -309,7 +339,7 @@ class ProcessTreeSource:
                         points.append(Point("process_uss_bytes", member.labels, value))
                     total += value
             if done.members == self._members:  # the sum belongs to this tree (not one read before a restart)
-                points.append(Point("process_tree_uss_bytes", tree_labels, total))
+                points.append(Point("process_tree_uss_bytes", self._tree_labels, total))
             notes += done.notes
         if now - self._last_uss >= self.uss_every_s:
             running = helper.ask_uss(self._members, now)
@@ -318,19 +348,18 @@ class ProcessTreeSource:
             elif now - running.asked_at > 2 * self.uss_every_s:
                 notes.append(f"uss: the page walk started {now - running.asked_at:.0f} s ago has not ended "
                              f"(a process' memory map is locked)")
+        return points
 
     @staticmethod
-    def _details(files: ProcFiles, labels: Labels, notes: list[str]) -> list[Point]:
-        """Threads, open fds and CPU time of one process."""
+    def _details(files: ProcFiles, notes: list[str]) -> list[float]:
+        """Threads, open fds and CPU time of one process (the order of :data:`DETAIL_MEASURES`)."""
         threads, cpu_s = files.threads_and_cpu_s()
         try:
             fds = float(files.open_fds())
         except PermissionError:
             notes.append(f"open fds unreadable for pid {files.pid} (AccessDenied)")
             fds = math.nan
-        return [Point("process_threads_count", labels, float(threads)),
-                Point("process_open_fds_count", labels, fds),
-                Point("process_cpu_s", labels, cpu_s)]
+        return [float(threads), fds, cpu_s]
 
     def _where(self) -> str:
         facts = self.target.describe()

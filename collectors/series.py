@@ -43,12 +43,37 @@ class Point(NamedTuple):
     value: float
 
 
-class Reading(NamedTuple):
-    """What one successful read of a source returns."""
+class Reading:
+    """What one successful read of a source returns: its points, or (cheaper, for a source read every tick) a
+    *layout* and the values.
 
-    points: list[Point]
-    note: str = ""
-    """Why some values are NaN (e.g. ``uss unreadable for pid 12: AccessDenied``); empty when all are present."""
+    A layout is a list of points naming the series read, in order, whose own values are not used; the source keeps
+    returning the same list object while its series stay the same, so the collector looks their ids up once per
+    layout, not once per tick, and the source allocates no point per value."""
+
+    __slots__ = ("_points", "layout", "note", "values")
+
+    def __init__(self, points: list[Point] | None = None, note: str = "", *, layout: list[Point] | None = None,
+                 values: list[float] | None = None) -> None:
+        if (layout is None) != (values is None) or (points is None) == (layout is None):
+            raise ValueError("a reading has either points, or a layout and its values")
+        if layout is not None and values is not None and len(layout) != len(values):
+            raise ValueError(f"a layout of {len(layout)} series with {len(values)} values")
+        self._points = points
+        self.note = note
+        """Why some values are NaN (e.g. ``uss unreadable for pid 12: AccessDenied``); empty when all are present."""
+        self.layout = layout
+        """The series read, in order (values not used): the same list object while they do not change."""
+        self.values = values
+        """The value of each ``layout`` series (NaN when missing)."""
+
+    @property
+    def points(self) -> list[Point]:
+        """Every point read (built from the layout and values on first use, for a reading that has them)."""
+        if self._points is None:
+            assert self.layout is not None and self.values is not None
+            self._points = [p._replace(value=v) for p, v in zip(self.layout, self.values, strict=True)]
+        return self._points
 
 
 @dataclass(frozen=True)
