@@ -145,6 +145,7 @@ class Orchestrator:
         if request.duration_s is not None and request.duration_s <= 0:
             raise ConfigError(f"--duration {request.duration_s:g}: give a positive number of seconds")
         self.out = request.out or Path("runs") / f"{self.definition.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self._gpus: int | None = None
 
     def say(self, text: str) -> None:
         """One progress line."""
@@ -168,6 +169,10 @@ class Orchestrator:
     def run(self) -> int:
         """Everything; returns the exit code (0 pass / matches expectations, 3 failed, 2 usage, 1 tool error)."""
         plan = self.plan()
+        if not self.definition.scenarios:
+            why = self._gpu_shortfall(plan[0][0])
+            if why:  # refused before a server starts (its models may not even be in this repository)
+                raise ConfigError(why)
         needs = self.definition.server if self.definition.scenarios else plan[0][0].server
         self.out.mkdir(parents=True, exist_ok=True)
         if self.request.host:
@@ -183,20 +188,25 @@ class Orchestrator:
             self.say(f"tritonserver ready in {self.clock() - started:.1f} s: {server.ready_line()}")
             return self._all(plan, server)
 
+    def _gpu_shortfall(self, definition: ScenarioDef) -> str | None:
+        """Why ``definition`` cannot run on this host's GPUs, or None (``nvidia-smi`` asked once per run)."""
+        if not definition.requires_gpus:
+            return None
+        if self._gpus is None:
+            self._gpus = gpu_count()
+        if self._gpus >= definition.requires_gpus:
+            return None
+        return (f"{definition.name} needs {definition.requires_gpus} GPUs, found {self._gpus}: run it on a "
+                f"multi-GPU host with the zoo/gpu repository")
+
     def _all(self, plan: list[tuple[ScenarioDef, Path]], server: EmbeddedServer | None) -> int:
         results: list[ScenarioRun] = []
-        gpus: int | None = None
         for definition, run_dir in plan:
-            if definition.requires_gpus:
-                gpus = gpu_count() if gpus is None else gpus
-                if gpus < definition.requires_gpus:
-                    why = (f"{definition.name} needs {definition.requires_gpus} GPUs, found {gpus}: run it on a "
-                           f"multi-GPU host with the zoo/gpu repository")
-                    if not self.definition.scenarios:
-                        raise ConfigError(why)
-                    self.say(f"[{definition.name}] skipped: {why}")
-                    results.append(ScenarioRun(definition, run_dir, [], [], skipped=why))
-                    continue
+            why = self._gpu_shortfall(definition)
+            if why:
+                self.say(f"[{definition.name}] skipped: {why}")
+                results.append(ScenarioRun(definition, run_dir, [], [], skipped=why))
+                continue
             results.append(self.run_scenario(definition, run_dir, server))
         return self.finish(results)
 
