@@ -37,7 +37,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from checkers import records
-from checkers.data import CounterSeries, InstanceTrace, MemorySeries, RunInputs, StreamWindows
+from checkers.data import CounterSeries, InstanceTrace, MemorySeries, ModelLimits, RunInputs, StreamWindows
 from checkers.latency import new_histogram
 from checkers.ratelimit import repository_limits
 from collectors import sidecar  # noqa: F401 - imports every source, so their measures are registered
@@ -91,8 +91,9 @@ def load_inputs(run: RunDir) -> RunInputs:
         bool(flags) and options.get("rate_limit") != "off")
     repo = options.get("model_repository")
     if repo:
+        gpus = range(len(manifest.get("gpus") or [])) or (0,)  # KIND_GPU groups without `gpus` use every GPU
         try:
-            inputs.models = repository_limits(Path(repo))
+            inputs.models = repository_limits(Path(repo), gpus=gpus)
             inputs.configs = {cfg.parent.name: load_config_pbtxt(cfg) for cfg in sorted(Path(repo).glob(
                 "*/config.pbtxt"))}
         except ConfigError as exc:
@@ -113,7 +114,7 @@ def load_inputs(run: RunDir) -> RunInputs:
     else:
         inputs.notes.append(f"no {WINDOWS_FILE}: no load ran, request checks have nothing to judge")
     if (run.path / TRACES_FILE).exists():
-        inputs.traces = instance_traces(run.read(TRACES_FILE))
+        inputs.traces = instance_traces(run.read(TRACES_FILE), inputs.models)
     inputs.failures = records.failure_events(run.read("failures.jsonl"))
     control, polls = records.control_events(run.read(records.CONTROL_FILE))
     inputs.events = sorted(records.model_events(run.read("events.jsonl")) + control, key=lambda e: e.t_s)
@@ -252,8 +253,21 @@ def stream_windows(records: Iterable[dict[str, Any]], timeouts: Mapping[str, int
     return out
 
 
-def instance_traces(records: Iterable[dict[str, Any]]) -> list[InstanceTrace]:
-    """``traces.jsonl`` rows → one :class:`InstanceTrace` per instance (one row per execution, batch rows merged)."""
+def instance_name(model: str, index: int, device: int, limits: ModelLimits | None) -> str:
+    """Triton's name of the instance a probe trace came from: the probe reports the index within its instance group
+    and its device, so the group is the one whose instance of that index sits on that device (``<model>_0_<index>``
+    when the configs are unknown or several groups match)."""
+    if limits is not None:
+        match = [name for name, dev in limits.instances.items() if dev == device and name.endswith(f"_{index}")]
+        if len(match) == 1:
+            return match[0]
+    return f"{model}_0_{index}"
+
+
+def instance_traces(records: Iterable[dict[str, Any]], models: Mapping[str, ModelLimits] | None = None
+                    ) -> list[InstanceTrace]:
+    """``traces.jsonl`` rows → one :class:`InstanceTrace` per instance (one row per execution, batch rows merged);
+    ``models`` (the rate limiter's view of the configs) names instances of models with several instance groups."""
     execs: dict[tuple[str, int, int], dict[tuple[int, int], tuple[int, int, int, int]]] = {}
     for rec in records:
         model = str(rec["stream"]).split("/", 1)[0]
@@ -263,7 +277,8 @@ def instance_traces(records: Iterable[dict[str, Any]]) -> list[InstanceTrace]:
     out = []
     for (model, index, device), rows in sorted(execs.items()):
         arr = np.array(sorted(rows.values()), dtype=np.int64).reshape(-1, 4)
-        out.append(InstanceTrace(model, f"{model}_0_{index}", device, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]))
+        name = instance_name(model, index, device, (models or {}).get(model))
+        out.append(InstanceTrace(model, name, device, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]))
     return out
 
 

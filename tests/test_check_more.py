@@ -11,6 +11,7 @@ import pytest
 from checkers.attribution import FragmentationCheck, LeakAttributionCheck
 from checkers.base import FAIL, PASS, SKIP, Check
 from checkers.data import CounterSeries, FailureEvent, MemorySeries, ModelEvent, RunInputs, StreamWindows
+from checkers.inputs import instance_traces
 from checkers.lifecycle_checks import (
     CrossDeviceCheck,
     ReadinessCheck,
@@ -25,6 +26,7 @@ from checkers.records import control_events, warmup_lines
 from checkers.sched_checks import RateLimitCheck
 from checkers.synthetic import instance_trace, memory_series
 from rmt.modelconfig import load_config_pbtxt
+from rmt.server import GPU_REPOSITORY
 
 ZOO = Path(__file__).resolve().parent.parent / "model_repository"
 MS = 1_000_000
@@ -283,3 +285,35 @@ def test_short_runs_use_the_short_run_threshold_soaks_keep_the_sensitive_one() -
 def test_no_evidence_skips_unless_required(cls: type[Check]) -> None:
     assert statuses(cls(), RunInputs()) == [SKIP]
     assert statuses(cls(required=True), RunInputs()) == [FAIL]
+
+
+def _xdev_rows(device0_overlap: bool) -> list[dict[str, Any]]:
+    """traces.jsonl rows of xdev_split (zoo/gpu: group 0 = 1 instance on GPU 0, group 1 = 4 on GPU 1) and xdev_hog
+    (2 on GPU 0): GPU 0 one execution at a time (or two at once), GPU 1 three at once."""
+    rows: list[dict[str, Any]] = []
+
+    def add(model: str, pid: int, index: int, device: int, starts: list[int]) -> None:
+        rows.extend({"stream": f"{model}/p0/small", "pid": pid, "instance_index": index, "exec_index": i,
+                     "start_ns": s * MS, "end_ns": s * MS + 18 * MS, "device_id": device}
+                    for i, s in enumerate(starts))
+
+    add("xdev_hog", 10, 0, 0, list(range(0, 1000, 40)))
+    add("xdev_hog", 11, 1, 0, list(range(5 if device0_overlap else 20, 1000, 40)))
+    for i in range(3):
+        add("xdev_split", 20 + i, i, 1, list(range(i, 1000, 20)))
+    return rows
+
+
+def test_probe_traces_name_instances_of_every_group_and_budgets_hold_per_device() -> None:
+    limits = repository_limits(GPU_REPOSITORY, gpus=(0, 1))
+    traces = instance_traces(_xdev_rows(False), limits)
+    assert sorted((t.instance, t.device) for t in traces) == [
+        ("xdev_hog_0_0", 0), ("xdev_hog_0_1", 0), ("xdev_split_1_0", 1), ("xdev_split_1_1", 1), ("xdev_split_1_2", 1)]
+    run = RunInputs(traces=traces, models=limits, rate_limit_flags=["R:1:0", "R:4:1"], rate_limiter_on=True)
+    by = {v.subject: v for v in RateLimitCheck().evaluate(run)}
+    assert by["R@device 0"].status == PASS and by["R@device 0"].measured == 1
+    assert by["R@device 1"].status == PASS and by["R@device 1"].measured == 3 and by["R@device 1"].threshold == 4
+    run.traces = instance_traces(_xdev_rows(True), limits)
+    by = {v.subject: v for v in RateLimitCheck().evaluate(run)}
+    assert by["R@device 0"].status == FAIL and by["R@device 0"].measured == 2  # R:1:0 broken on GPU 0 alone
+    assert by["R@device 1"].status == PASS
