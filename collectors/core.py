@@ -6,10 +6,13 @@ wakes once per tick for the ``inline`` sources (reads that cannot block and take
 requests first, reads the inline sources meanwhile, then takes each answer that has arrived; an answer still on its
 way is taken at the next tick's wake-up, so waiting for a server never costs a wake-up of its own (on the benchmark
 VM a wake-up costs about 0.1 ms of CPU, 0.1 % of a core at 10 Hz) and a hung server never delays the other sources.
-Every other source (NVML) reads in a thread of its own. A read that fails, raises, or takes longer than the source's
-``timeout_s`` is a gap: a sample with ``ok: false``, its reason, null for the source's series, and one more count in
-``errors_total``. Ticks a thread missed while a read overran are written as gaps too ("skipped"), so the time axis
-stays complete.
+Every other source (NVML) reads in a thread of its own. A source with an ``every_s`` longer than the interval
+(Triton's metrics, by default: see :class:`~collectors.sidecar.SidecarOptions`) is read at every n-th tick only
+(``tick`` a multiple of n): its records have that resolution, none are invented in between.
+
+A read that fails, raises, or takes longer than the source's ``timeout_s`` is a gap: a sample with ``ok: false``, its
+reason, null for the source's series, and one more count in ``errors_total``. Ticks a thread missed while a read
+overran are written as gaps too ("skipped"), so the time axis stays complete.
 
 Records go at once to a bounded in-memory history served by :mod:`collectors.http_api`; series declarations go to
 ``series.jsonl`` at once (flushed, before any sample that uses them), samples to ``samples.jsonl`` in one batch every
@@ -112,6 +115,8 @@ class Collector:
         self._layouts: dict[str, dict[int, tuple[list[Point], list[int], list[str]]]] = {}
         """Per source, the layouts it returned (by ``id``, the list kept): their series ids, as ints and strings."""
         self.status: dict[str, SourceStatus] = {}
+        self._every = {s.name: max(1, round(getattr(s, "every_s", 0.0) / interval_s)) for s in self.sources}
+        """Per source, read at every ``n``-th tick (its optional ``every_s`` in ticks; 1: every tick)."""
         self.start_mono_ns = 0
         self.start_epoch_ns = 0
 
@@ -190,7 +195,7 @@ class Collector:
             "start_mono_ns": self.start_mono_ns,
             "sources": {
                 st.name: {"available": st.info.available, "reason": st.info.reason, "timeout_s": st.timeout_s,
-                          **st.info.details}
+                          "every_s": self._every[st.name] * self.interval_s, **st.info.details}
                 for st in self.status.values()
             },
         }
@@ -215,6 +220,9 @@ class Collector:
         flights: dict[str, _InFlight] = {}
         next_tick = {s.name: 0 for s in split}
         """Per split source, its first tick not yet sent (the ticks an answer overran are skipped)."""
+        every = {s.name: self._every[s.name] for s in sources}
+        step = math.gcd(*every.values())
+        """Ticks between two wake-ups: each source is read at the ticks that are multiples of its own ``every``."""
         k = 0
         try:
             while not self._stop.is_set():
@@ -223,10 +231,11 @@ class Collector:
                 if wait_ns > 0 and self._sleep(wait_ns / NS):
                     break
                 started = self.clock.mono_ns()
-                missed = (started - scheduled) // interval_ns
+                missed = (started - scheduled) // interval_ns // step * step
                 if missed > 0:  # the previous tick overran these ticks: each is a gap, the axis stays complete
                     for source in others:
-                        for j in range(k, k + missed):
+                        due = -(-k // every[source.name]) * every[source.name]  # its first tick from k on
+                        for j in range(due, k + missed, every[source.name]):
                             self._gap(source, j, self.start_mono_ns + j * interval_ns, started, math.nan, skipped)
                     k += missed
                     scheduled = self.start_mono_ns + k * interval_ns
@@ -234,17 +243,18 @@ class Collector:
                     flight = flights.get(source.name)
                     if flight is not None and self._take(source, flight, wait=False):
                         del flights[source.name]
-                    if source.name not in flights:
-                        for j in range(next_tick[source.name], k):
+                    if source.name not in flights and k % every[source.name] == 0:
+                        for j in range(next_tick[source.name], k, every[source.name]):
                             self._gap(source, j, self.start_mono_ns + j * interval_ns, started, math.nan, skipped)
-                        next_tick[source.name] = k + 1
+                        next_tick[source.name] = k + every[source.name]
                         started = self._begin(source, k, scheduled, started, flights)
                 for source in others:
-                    started = self._read(source, k, scheduled, started)
-                k += 1
+                    if k % every[source.name] == 0:
+                        started = self._read(source, k, scheduled, started)
+                k += step
                 for source in split:  # the answers already there: no wake-up to wait for them, unless the
                     flight = flights.get(source.name)  # timeout ends before the next tick (then it decides now)
-                    if flight is not None and flight.tick == k - 1:
+                    if flight is not None and flight.tick == k - step:
                         wait = flight.started + int(source.timeout_s * NS) < self.start_mono_ns + k * interval_ns
                         if self._take(source, flight, wait=wait):
                             del flights[source.name]

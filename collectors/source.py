@@ -14,6 +14,9 @@ share one sampling thread, which saves a thread wake-up per source per tick (and
   ``poll``, which never blocks: at the end of the tick if it has come, else at a later tick's wake-up (or ``wait``s
   for it when its timeout ends before the next tick); past ``timeout_s`` it ``cancel``s it, a gap.
 
+A source may declare ``every_s`` (seconds): it is then read at every n-th tick only, n = ``every_s`` / interval
+rounded (at least 1); the other ticks have no record of it (not gaps: the source's resolution is ``every_s``).
+
 A read may return the very list of points it returned the tick before when nothing changed (the collector then
 reuses that tick's series ids and values); such a list must never be mutated.
 """

@@ -131,8 +131,11 @@ class TritonMetricsSource(HttpSource):
 
     missing_url = "metrics URL unknown until the server is found: pass --metrics-url"
 
-    def __init__(self, target: ServerTarget, *, timeout_s: float = 1.0, http: HttpGetter | None = None) -> None:
+    def __init__(self, target: ServerTarget, *, timeout_s: float = 1.0, http: HttpGetter | None = None,
+                 every_s: float = 0.0) -> None:
         super().__init__(target, timeout_s=timeout_s, http=http)
+        self.every_s = every_s
+        """Read at most this often (0: every tick); see :attr:`collectors.sidecar.SidecarOptions.metrics_every_s`."""
         self.parser = MetricsParser()
         self._body: bytes | None = None
         """The last good page and its points, returned again (the same list) while the page does not change."""

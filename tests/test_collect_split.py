@@ -22,9 +22,10 @@ from collectors.http_get import HttpGetter
 from collectors.process_tree import ProcessTreeSource
 from collectors.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, SampleEncoder, SampleRecord, labels_of
 from collectors.shm import ShmSource
+from collectors.sidecar import Sidecar, SidecarOptions
 from collectors.source import SourceInfo
 from collectors.target import ServerTarget
-from rmt.errors import SourceUnavailable
+from rmt.errors import ConfigError, SourceUnavailable
 from rmt.rundir import RunDir, json_safe
 from tests.test_collect_overhead import pages  # noqa: F401  (fixture)
 from tests.zoo_client import wait_for
@@ -56,8 +57,10 @@ class Split:
 
     split = True
 
-    def __init__(self, name: str = "split", *, delay_s: float = 0.0, timeout_s: float = 1.0) -> None:
+    def __init__(self, name: str = "split", *, delay_s: float = 0.0, timeout_s: float = 1.0,
+                 every_s: float = 0.0) -> None:
         self.name = name
+        self.every_s = every_s
         self.delay_s = delay_s
         self.timeout_s = timeout_s
         self.hang = False
@@ -299,3 +302,37 @@ def test_sample_lines_are_what_json_dumps_writes_and_shared_values_are_encoded_o
         assert json.loads(encoder.line(rec)) == json.loads(expected)
     values["1"] = 99.0  # never done by the collector: shows that the shared dict's JSON was reused
     assert '"1":1.5' in encoder.line(records[1])
+
+
+# -- cadence -----------------------------------------------------------------------------------------------------
+def test_source_with_a_longer_cadence_is_read_at_its_ticks_only_without_gaps(tmp_path: Path) -> None:
+    class Own(Inline):  # a source with a thread of its own
+        inline = False
+        every_s = 0.1
+
+    run = RunDir(tmp_path)
+    split = Split(every_s=0.15)
+    with Collector([Inline(), split, Own("own")], run_dir=run, interval_s=0.05) as col:
+        wait_for(lambda: col.status["split"].samples_total >= 5 and col.status["own"].samples_total >= 5, 20, "reads")
+    sources = col.manifest()["sources"]
+    assert (sources["inline"]["every_s"], sources["split"]["every_s"], sources["own"]["every_s"]) == (
+        0.05, pytest.approx(0.15), 0.1)
+    for name, every in (("inline", 1), ("split", 3), ("own", 2)):
+        rows = rows_of(run, name)
+        assert all(r["ok"] for r in rows), name  # the ticks in between are not gaps: there is no record
+        assert [r["tick"] for r in rows] == list(range(0, every * len(rows), every)), name
+        start = col.start_mono_ns
+        assert all(0 <= r["t_mono_ns"] - (start + r["tick"] * 50_000_000) < 25_000_000 for r in rows), name
+
+
+def test_sidecar_reads_triton_metrics_at_its_own_cadence(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--metrics-every"):
+        SidecarOptions(metrics_every_s=0).validate()
+    options = SidecarOptions(interval_s=0.05, port=None, sources=["triton_metrics", "shm"], metrics_every_s=0.2)
+    assert SidecarOptions().metrics_every_s == 0.5  # the default: see its docstring for what it costs and loses
+    run = RunDir(tmp_path)
+    with Sidecar(ServerTarget(metrics_url="http://127.0.0.1:9/metrics", shm_prefix="none_"), run, options) as car:
+        wait_for(lambda: car.collector.status["triton_metrics"].errors_total >= 3, 20, "reads (refused: gaps)")
+    assert run.manifest()["collector"]["sources"]["triton_metrics"]["every_s"] == pytest.approx(0.2)
+    ticks = [r["tick"] for r in rows_of(run, "triton_metrics")]
+    assert ticks == list(range(0, 4 * len(ticks), 4))
