@@ -1,14 +1,15 @@
 """Collector overhead: CPU % of one core and sampling jitter p99 at 10 Hz over 60 s, all sources on.
 
     .venv/bin/python benchmarks/bench_collector.py [--duration 60] [--interval 0.1] [--metrics-every S]
-        [--models A,B] [--out DIR]
+        [--nvml-every S] [--models A,B] [--out DIR]
 
 Starts the embedded tritonserver with the zoo (every model, or only ``--models`` in explicit mode), then runs a
 sidecar (process tree, Triton metrics, shm, NVML where there is a GPU; HTTP API on) in this process for
-``--duration`` seconds (Triton's metrics every ``--metrics-every`` seconds: the sidecar's default, or the interval
-for every tick). CPU is this process' user+system time over the window (the server is a separate process),
-split by thread (``/proc/self/task/*/schedstat``, nanoseconds); jitter is how late each read started after its
-scheduled tick (``jitter_us`` of every sample). Targets: <= 1 % of a core, jitter p99 <= 5 ms.
+``--duration`` seconds (Triton's metrics every ``--metrics-every`` and NVML every ``--nvml-every`` seconds: the
+sidecar's defaults, or the interval for every tick). CPU is this process' user+system time over the window (the
+server is a separate process), split by thread (``/proc/self/task/*/schedstat``, nanoseconds); jitter is how late
+each read started after its scheduled tick (``jitter_us`` of every sample). Targets: <= 1 % of a core, jitter p99 <=
+5 ms.
 
 The cost grows with the server's processes (an RSS read each per tick, a USS page walk each per round) and with the
 lines of its metrics page, so compare figures taken with the same zoo: ``--models`` reproduces an earlier one.
@@ -67,6 +68,8 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--metrics-every", type=float, default=SidecarOptions.metrics_every_s,
                         help="Triton metrics cadence in seconds (default: the sidecar's, %(default)s)")
+    parser.add_argument("--nvml-every", type=float, default=SidecarOptions.nvml_every_s,
+                        help="NVML cadence in seconds (default: the sidecar's, %(default)s)")
     parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="comma-separated (default: %(default)s)")
     parser.add_argument("--models", help="comma-separated zoo models to load (default: the whole zoo)")
     parser.add_argument("--out", type=Path, help="keep the run directory here (default: a temporary one)")
@@ -83,7 +86,7 @@ def main() -> int:
         target = ServerTarget(http_url=server.http_url, metrics_url=server.metrics_url)
         me = psutil.Process()
         sidecar_options = SidecarOptions(interval_s=args.interval, port=0, sources=args.sources.split(","),
-                                         metrics_every_s=args.metrics_every)
+                                         metrics_every_s=args.metrics_every, nvml_every_s=args.nvml_every)
         with Sidecar(target, run, sidecar_options) as sidecar:
             time.sleep(2.0)  # settle: first tree read, first USS round, connections open
             threads0 = thread_cpu_ns()
@@ -100,7 +103,8 @@ def main() -> int:
     on = [s.name for s in statuses if s.info.available]
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
     print(f"server: {args.models or 'the whole zoo'}: {n_procs} processes, {n_lines} metrics lines; "
-          f"sources: {','.join(on)}; interval {args.interval} s (Triton metrics every {args.metrics_every:g} s); "
+          f"sources: {','.join(on)}; interval {args.interval} s (Triton metrics every {args.metrics_every:g} s, "
+          f"NVML every {args.nvml_every:g} s); "
           f"window {wall1 - wall0:.1f} s")
     print(f"collector CPU: {cpu_pct:.2f} % of one core")
     for name in sorted(threads1, key=lambda n: threads0.get(n, 0) - threads1[n]):

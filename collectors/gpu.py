@@ -36,14 +36,16 @@ for _name, _unit, _better, _doc in (
 
 
 class NvmlSource:
-    """Reads every GPU NVML sees, each tick."""
+    """Reads every GPU NVML sees, at every tick or every ``every_s`` seconds (see ``SidecarOptions.nvml_every_s``)."""
 
     name = SOURCE
 
-    def __init__(self, target: ServerTarget | None, *, nvml: Nvml | None = None, timeout_s: float = 1.0) -> None:
+    def __init__(self, target: ServerTarget | None, *, nvml: Nvml | None = None, timeout_s: float = 1.0,
+                 every_s: float = 0.0) -> None:
         self.target = target
         self.nvml = nvml or Nvml()
         self.timeout_s = timeout_s
+        self.every_s = every_s
 
     def manifest_keys(self) -> dict[str, Any]:
         """Top-level manifest keys: ``gpus`` (names, UUIDs, memory API) and ``nvml`` (versions, availability)."""

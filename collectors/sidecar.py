@@ -49,6 +49,13 @@ class SidecarOptions:
     instead of one interval (a burst shorter than 0.5 s shows in the sum, not its shape; a change is seen up to
     0.5 s late). Reading the page costs ~0.2 % of a core at 10 Hz on the benchmark VM (a loopback HTTP exchange per
     read), a fifth of that at 2 Hz. Set it to ``interval_s`` for every tick."""
+    nvml_every_s: float = 0.5
+    """NVML cadence (records only at its ticks, like ``metrics_every_s``). One NVML read costs ~0.46 ms of CPU per GPU
+    on an H100 host (device memory, utilization and the compute-process list are driver calls; measured 1.07 % of a
+    core for 2 GPUs at 10 Hz, docs/benchmarks.md), so 10 Hz would cost ~0.5 % of a core per GPU — 4 % on an 8-GPU
+    box. What 0.5 s loses: utilization is already an average the driver takes over its own 1/6-1 s sample period;
+    device and per-process memory change with allocations, and a step is seen up to 0.5 s late (a leak of N bytes per
+    request shows exactly as before, at 2 points a second). Set it to ``interval_s`` for every tick."""
     uss_every_s: float = 30.0
     """Process USS cadence. A USS round is a kernel page walk over every process of the tree (~0.4 ms per stub,
     ~1.2 ms for tritonserver, more on a busy host): every 5 s it cost 0.3-0.5 % of a core with 18-30 processes,
@@ -65,6 +72,7 @@ class SidecarOptions:
         check_interval(self.detail_every_s, "--detail-every")
         check_interval(self.uss_every_s, "--uss-every")
         check_interval(self.metrics_every_s, "--metrics-every")
+        check_interval(self.nvml_every_s, "--nvml-every")
         unknown = [s for s in self.sources if s not in SOURCE_NAMES]
         if unknown or not self.sources:
             raise ConfigError(f"bad --sources {','.join(self.sources)!r}: choose from {','.join(SOURCE_NAMES)}")
@@ -85,7 +93,7 @@ def build_sources(target: ServerTarget, options: SidecarOptions, *, nvml: Nvml |
                                      uss_every_s=options.uss_every_s),
         "triton_metrics": TritonMetricsSource(target, timeout_s=options.timeout_s, every_s=options.metrics_every_s),
         "shm": ShmSource(target, timeout_s=options.timeout_s),
-        "nvml": NvmlSource(target, nvml=nvml, timeout_s=options.timeout_s),
+        "nvml": NvmlSource(target, nvml=nvml, timeout_s=options.timeout_s, every_s=options.nvml_every_s),
         "model_stats": ModelStatsSource(target, timeout_s=options.timeout_s),
     }
     return [made[name] for name in options.sources]

@@ -291,3 +291,27 @@ def test_model_stats_parse_and_malformed_answer() -> None:
     assert points[("model_memory_usage_bytes", labels_of(model="probe", version="1", type="CPU", id=0))] == 4096
     with pytest.raises(SourceUnavailable, match="not Triton's model statistics"):
         parse_model_stats({"error": "no"})
+
+
+def test_nvml_is_read_at_its_own_cadence_and_rmt_collect_sets_both_cadences(tmp_path: Path) -> None:
+    from collectors.sidecar import Sidecar, SidecarOptions
+    from rmt.commands.collect import options_from_args
+
+    assert SidecarOptions().nvml_every_s == 0.5  # the default: its docstring says what it costs and loses
+    with pytest.raises(ConfigError, match="--nvml-every"):
+        SidecarOptions(nvml_every_s=-1).validate()
+    me = os.getpid()
+    options = SidecarOptions(interval_s=0.05, port=None, sources=["nvml"], nvml_every_s=0.2)
+    run = RunDir(tmp_path)
+    with Sidecar(ServerTarget(pid_provider=os.getpid), run, options, nvml=Nvml(FakeNvmlLib([(me, 2**20)]))) as car:
+        wait_for(lambda: car.collector.status["nvml"].samples_total >= 4, 20, "four NVML reads")
+    assert run.manifest()["collector"]["sources"]["nvml"]["every_s"] == pytest.approx(0.2)
+    ticks = [r["tick"] for r in records(run, "nvml")]
+    assert len(ticks) >= 4 and ticks == list(range(0, 4 * len(ticks), 4))  # every 4th tick, no gap rows between
+    args = SimpleNamespace(pid=me, server_url=None, duration=None, interval=0.1, timeout=1.0, sources="nvml,shm",
+                           detail_every=1.0, uss_every=30.0, metrics_every=0.1, nvml_every=2.0, host="127.0.0.1",
+                           port=0, no_api=True)
+    cli = options_from_args(args)
+    assert (cli.metrics_every_s, cli.nvml_every_s) == (0.1, 2.0)
+    with pytest.raises(ConfigError, match="--nvml-every"):
+        options_from_args(SimpleNamespace(**{**vars(args), "nvml_every": 0}))

@@ -46,6 +46,10 @@ def register(sub: Any) -> None:
                    help=f"USS cadence (default {SidecarOptions.uss_every_s:g})")
     p.add_argument("--detail-every", type=float, default=1.0, metavar="S",
                    help="threads/fds/CPU cadence (default 1)")
+    p.add_argument("--metrics-every", type=float, default=SidecarOptions.metrics_every_s, metavar="S",
+                   help=f"Triton metrics cadence (default {SidecarOptions.metrics_every_s:g}; the interval: each tick)")
+    p.add_argument("--nvml-every", type=float, default=SidecarOptions.nvml_every_s, metavar="S",
+                   help=f"NVML cadence (default {SidecarOptions.nvml_every_s:g}; the interval: every tick)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until a signal)")
     p.set_defaults(func=cmd_collect)
 
@@ -60,7 +64,8 @@ def options_from_args(args: Any) -> SidecarOptions:
         check_interval(args.duration, "--duration")
     options = SidecarOptions(interval_s=args.interval, timeout_s=args.timeout,
                              sources=[s.strip() for s in args.sources.split(",") if s.strip()],
-                             detail_every_s=args.detail_every, uss_every_s=args.uss_every, host=args.host,
+                             detail_every_s=args.detail_every, uss_every_s=args.uss_every,
+                             metrics_every_s=args.metrics_every, nvml_every_s=args.nvml_every, host=args.host,
                              port=None if args.no_api else args.port)
     options.validate()
     return options
