@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from checkers import concurrency  # noqa: E402
+from checkers.data import InstanceTrace  # noqa: E402
+from checkers.inputs import TRACES_FILE, instance_traces  # noqa: E402
 from collectors.series import load_series  # noqa: E402
 from rmt.rundir import RunDir  # noqa: E402
 
@@ -37,23 +39,19 @@ def summarize(run_dir: Path) -> None:
     for v in verdicts.get("verdicts", verdicts if isinstance(verdicts, list) else []):
         print(f"  verdict {v.get('check')} [{v.get('subject')}]: {v.get('status')} measured={v.get('measured')} "
               f"threshold={v.get('threshold')} — {v.get('explanation')}")
-    rows = [json.loads(line) for line in (run_dir / "traces.jsonl").read_text().splitlines() if line.strip()]
-    execs: dict[int, set[tuple[int, int]]] = defaultdict(set)
-    spans: dict[int, dict[tuple[int, int], tuple[int, int]]] = defaultdict(dict)
-    models: dict[int, Counter[str]] = defaultdict(Counter)
-    for r in rows:
-        key = (int(r["pid"]), int(r["exec_index"]))
-        dev = int(r["device_id"])
-        if key not in execs[dev]:
-            models[dev][r["stream"].split("/", 1)[0]] += 1
-        execs[dev].add(key)
-        spans[dev][key] = (int(r["start_ns"]), int(r["end_ns"]))
-    for dev in sorted(spans):
-        se = np.array(list(spans[dev].values()), dtype=np.int64)
-        prof = concurrency.profile(se[:, 0], se[:, 1])
-        print(f"  device {dev}: {len(execs[dev])} traced executions ({dict(models[dev])}), "
+    run = RunDir(run_dir)
+    by_device: dict[int, list[InstanceTrace]] = defaultdict(list)
+    for trace in instance_traces(run.read(TRACES_FILE)):  # one row per execution, batch rows merged
+        by_device[trace.device].append(trace)
+    for dev, traces in sorted(by_device.items()):
+        models: Counter[str] = Counter()
+        for t in traces:
+            models[t.model] += len(t.start_ns)
+        prof = concurrency.profile(np.concatenate([t.start_ns for t in traces]),
+                                   np.concatenate([t.end_ns for t in traces]))
+        print(f"  device {dev}: {sum(models.values())} traced executions ({dict(models)}), "
               f"peak {prof.peak:g} at once, {prof.time_above_ns(prof.peak - 0.5) / 1e9:.1f} s at the peak")
-    series = load_series(RunDir(run_dir))
+    series = load_series(run)
     for measure in ("gpu_memory_used_bytes", "gpu_utilization_percent", "gpu_tree_memory_bytes"):
         for s in sorted((s for s in series.values() if s.measure == measure), key=lambda s: s.labels.get("gpu", "")):
             vals = s.values[~np.isnan(s.values)]
