@@ -29,6 +29,8 @@ from rmt.rundir import RunDir
 
 READINESS_FILE = "readiness.jsonl"
 EVENTS_FILE = "events.jsonl"
+POLL_WAIT_S = 0.1
+"""How long a readiness poll waits for its answer before it is retried on a new connection (doubling while stuck)."""
 
 
 @dataclass
@@ -82,9 +84,9 @@ class TritonControl:
         finally:
             conn.close()
 
-    def ready(self, model: str) -> bool:
-        """Whether ``model`` is ready for inference."""
-        return self.call("GET", f"/v2/models/{model}/ready", timeout_s=10)[0] == 200
+    def ready(self, model: str, timeout_s: float = 10.0) -> bool:
+        """Whether ``model`` is ready for inference (ConfigError when no answer comes within ``timeout_s``)."""
+        return self.call("GET", f"/v2/models/{model}/ready", timeout_s=timeout_s)[0] == 200
 
     def config(self, model: str) -> dict[str, Any]:
         """The model's current configuration (JSON)."""
@@ -117,8 +119,18 @@ class TritonControl:
         first_ready: list[int] = []
 
         def poll() -> None:
+            # Triton answers a connection on one of its HTTP threads; a poll that lands on the thread serving the load
+            # waits for the whole load (seen every other load when the poller is a greenlet). Such a poll is given up
+            # after ``wait_s`` and retried on a new connection; the wait doubles while polls keep timing out, so a
+            # slow, busy server still gets answered.
+            wait_s = POLL_WAIT_S
             while not done.is_set():
-                ready = self.ready(model)
+                try:
+                    ready = self.ready(model, timeout_s=wait_s)
+                except ConfigError:
+                    wait_s = min(2 * wait_s, 10.0)
+                    continue
+                wait_s = POLL_WAIT_S
                 t = self.clock_ns()  # when the answer arrived
                 polls.append((t, ready))
                 if ready and not first_ready and (action == "load" or any(not r for _, r in polls)):
