@@ -96,8 +96,20 @@ class TritonControl:
         data: dict[str, Any] = json.loads(text)
         return data
 
+    def states(self) -> dict[str, str]:
+        """Each repository model's state (``READY``, ``LOADING``, ``UNLOADING``, ``UNAVAILABLE``) from the index."""
+        status, text = self.call("POST", "/v2/repository/index", {}, timeout_s=30)
+        if status != 200:
+            raise ConfigError(f"cannot read the model repository index ({_message(text)}): start tritonserver "
+                              "with --model-control-mode=explicit")
+        return {str(m.get("name")): str(m.get("state", "")) for m in json.loads(text)}
+
     def unload(self, model: str, deadline_s: float = 60.0) -> None:
-        """Unload ``model`` (no-op when it is not loaded) and wait until it is no longer ready."""
+        """Unload ``model`` (no-op when it is not loaded) and wait until it is gone.
+
+        Triton answers the unload at once and reports the model not ready, but keeps it ``UNLOADING`` until its
+        in-flight requests and its instances are done (~2.5 s for a python model); a load sent meanwhile finds it
+        half there. "Gone" is the index no longer saying ``READY`` or ``UNLOADING``."""
         if not self.ready(model):
             return
         status, text = self.call("POST", f"/v2/repository/models/{model}/unload", {})
@@ -105,9 +117,9 @@ class TritonControl:
             raise ConfigError(f"cannot unload model {model!r} ({_message(text)}): start tritonserver with "
                               "--model-control-mode=explicit")
         end = time.monotonic() + deadline_s
-        while self.ready(model):
+        while self.states().get(model) in ("READY", "UNLOADING"):
             if time.monotonic() > end:
-                raise ConfigError(f"model {model!r} still ready {deadline_s:.0f} s after unload")
+                raise ConfigError(f"model {model!r} still not unloaded {deadline_s:.0f} s after the unload request")
             time.sleep(0.01)
 
     def load_polling(self, model: str, action: str, *, poll_ms: float = 5.0, override: dict[str, Any] | None = None,
