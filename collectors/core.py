@@ -328,7 +328,8 @@ class Collector:
                 except KeyError as exc:
                     self._gap(source, tick, scheduled, started, duration_us, str(exc.args[0]), epoch)
                     return
-                if len(layouts) >= 8:  # a source that keeps building new layouts: keep the latest few
+                if len(layouts) >= 64:  # a source that keeps building new layouts (the process source: one per set of
+                    # processes read between full ticks): keep a bounded few
                     layouts.clear()
                 known = layouts[id(layout)] = (layout, ids, [str(i) for i in ids])
             ids = known[1]

@@ -2,15 +2,23 @@
 
 Python-backend stubs hold Python models' memory, so a leaking model shows in its stub's series (label ``name`` is the
 stub's instance name, ``tritonserver`` for the server). The tree comes from :class:`ServerTarget` (psutil); the
-values from kept-open ``/proc`` files (:mod:`collectors.procfs`: one ``pread`` per process per tick). RSS is read
-every tick; threads, fds and CPU time every ``detail_every_s``. A value that cannot be read is NaN with a note, never
-0; no server at all, or a server that ended, is a gap.
+values from kept-open ``/proc`` files (:mod:`collectors.procfs`: one ``pread`` per process per read). A value that
+cannot be read is NaN with a note, never 0; no server at all, or a server that ended, is a gap.
+
+Cadences: every ``detail_every_s`` (a *full* tick) the RSS, threads, fds and CPU time of every process and the
+tree's totals; at every tick between, the RSS of tritonserver and of each process whose RSS moved within the last
+``detail_every_s`` — a stub serving or leaking is followed at the full rate, an idle one (most stubs of a zoo, most
+of the time) at the full ticks only, and it is back at the full rate from the full tick that sees it move. Each
+record holds the processes it read (none is repeated or invented); the per-tick loop is the sidecar's main cost
+(~8 µs of CPU per process on the benchmark VM).
 
 What can block or costs milliseconds runs in a helper thread, so a tick never waits on it: re-reading the tree, and
-USS every ``uss_every_s`` (a kernel page walk, ~0.4 ms per stub and ~1.2 ms for tritonserver, which waits for the
-process' memory-map lock). A USS round's values go into the sample of the first tick after the round ended — at
-most one interval after they were read; a round that does not end (a process stuck with its memory map locked)
-delays only the USS series, with a note.
+USS every ``uss_every_s`` at least (a kernel page walk over each process' mappings, taking its memory-map lock:
+~0.45 ms per stub and ~1.7 ms for tritonserver on the CPU benchmark VM, far more for a tritonserver that maps CUDA).
+A round that cost more CPU than :data:`USS_CPU_SHARE` of a core over ``uss_every_s`` makes the next one wait until
+it fits that share (the round's CPU time ÷ the share). A USS round's values go into the sample of the first tick
+after the round ended — at most one interval after they were read; a round that does not end (a process stuck with
+its memory map locked) delays only the USS series, with a note.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from rmt.measures import register_measure
 
 log = logging.getLogger(__name__)
 SOURCE = "process"
+USS_CPU_SHARE = 0.001
+"""At most this share of one core goes to USS page walks: the next round waits the last one's CPU time ÷ this."""
 for _name, _unit, _doc in (
     ("process_rss_bytes", "bytes", "resident set size of one process of the Triton tree"),
     ("process_uss_bytes", "bytes", "unique set size (private pages) of one process; NaN where not readable"),
@@ -66,6 +76,10 @@ class _Member:
     """None once the process ended (or when its ``/proc`` files cannot be opened: see ``error``)."""
     error: str = ""
     """Why ``files`` is None while the process lives (e.g. ``/proc`` mounted with ``hidepid``)."""
+    rss: float = math.nan
+    """The RSS of its latest read."""
+    moved_at: float = -math.inf
+    """When (monotonic s) a read last found its RSS different from the read before (or read it first)."""
 
 
 @dataclass
@@ -77,6 +91,8 @@ class _UssRound:
     """USS of each member (NaN: unreadable; -1: the process ended), filled by the helper."""
     notes: list[str] = field(default_factory=list)
     asked_at: float = 0.0
+    cpu_s: float = 0.0
+    """CPU time the helper spent on the round."""
 
 
 class _Helper:
@@ -145,6 +161,7 @@ class _Helper:
                 except Exception:  # a bug must not end the helper: the next request tries again
                     log.exception("rmt collector: re-reading the process tree failed")
             if job is not None:
+                cpu0 = time.thread_time()
                 try:
                     for member in job.members:
                         job.values.append(_uss_of(member, job.notes))
@@ -152,6 +169,7 @@ class _Helper:
                     log.exception("rmt collector: a USS round failed")
                 finally:
                     job.values += [math.nan] * (len(job.members) - len(job.values))
+                    job.cpu_s = time.thread_time() - cpu0
                     with self._cv:
                         self._uss, self._done = None, job
 
@@ -189,13 +207,18 @@ class ProcessTreeSource:
         self._monotonic = monotonic
         self._last_detail = -math.inf
         self._last_uss = -math.inf
+        self.uss_interval_s = uss_every_s
+        """The current USS cadence: ``uss_every_s``, or longer after a round that cost more than its share."""
+        self.uss_round_cpu_s = math.nan
+        """CPU time of the latest finished USS round."""
         self._tree: tuple[TrackedProcess, ...] = ()
         self._members: list[_Member] = []
         self._tree_labels: Labels = ()
         self._known: dict[psutil.Process, _Member] = {}
         """By psutil handle (hashed by pid and creation time): a recycled PID is a new member."""
-        self._layouts: dict[bool, tuple[list[_Member], list[_Member] | None, list[Point]]] = {}
-        """The latest layout of a tick with details (True) and without (False), and the members it was built for."""
+        self._layouts: dict[tuple[bool, tuple[_Member, ...]], list[Point]] = {}
+        """The layout of each (full tick?, members read) seen since the tree last changed: the same list object
+        while the tree and the members read stay the same."""
         self._helper: _Helper | None = None
 
     def open(self) -> SourceInfo:
@@ -232,18 +255,20 @@ class ProcessTreeSource:
                 member.files.close()
         self._known = known
         self._members = list(known.values())
+        self._layouts.clear()
         self._tree = tree
         self._tree_labels = labels_of(server_pid=tree[0].proc.pid) if tree else ()
 
     def read(self) -> Reading:
-        """One read of every process of the tree: RSS, and the details and USS when due."""
+        """One read of the tree: RSS (of every process at a full tick, else of the server and the moving ones), and
+        the details, the tree's totals and USS when due."""
         helper = self._helper
         if helper is None:
             raise SourceUnavailable("the process source is not open")
         tree = self.target.cached_processes()
         now = self._monotonic()
-        detail = now - self._last_detail >= self.detail_every_s
-        if (detail or not tree) and self.target.refresh_due():  # once per detail period: it checks /dev/shm
+        full = now - self._last_detail >= self.detail_every_s
+        if (full or not tree) and self.target.refresh_due():  # once per detail period: it checks /dev/shm
             helper.ask_tree()
         if not tree:
             raise SourceUnavailable(f"no tritonserver process ({self._where()})")
@@ -251,12 +276,13 @@ class ProcessTreeSource:
             self._sync(tree)
         notes: list[str] = []
         values: list[float] = []
-        """RSS of each member read, then (on a detail tick) threads, fds and CPU of each member detailed."""
+        """RSS of each member read, then (on a full tick) threads, fds and CPU of each member detailed."""
         rss_total = 0.0
         gone = 0
         read: list[tuple[_Member, ProcFiles]] = []
         ended = 0
-        for member in self._members:  # RSS of the whole tree first, in one tight pass: one snapshot
+        quiet_since = now - self.detail_every_s
+        for member in self._members:  # RSS first, in one tight pass: one snapshot
             files = member.files
             if files is None:
                 if member.error:
@@ -267,6 +293,8 @@ class ProcessTreeSource:
                     raise SourceUnavailable(f"tritonserver (pid {member.tp.proc.pid}) has ended")
                 gone += 1
                 continue
+            if not full and member.moved_at < quiet_since and member.tp.info.role != "server":
+                continue  # idle since the last full tick at least: read again at the next one
             try:
                 rss = float(files.rss_bytes())
             except ProcessLookupError:  # a zombie or gone: read no more (a tree read that keeps it asks once)
@@ -283,48 +311,50 @@ class ProcessTreeSource:
             except (OSError, ValueError, IndexError) as exc:
                 notes.append(f"pid {member.tp.proc.pid}: {type(exc).__name__}")
                 continue
+            if rss != member.rss:
+                member.rss, member.moved_at = rss, now
             rss_total += rss
             values.append(rss)
             read.append((member, files))
-        detailed: list[_Member] | None = None
-        if detail:
-            detailed = []
+        if full:
             for member, files in read:
                 try:
                     values += self._details(files, notes)
-                    detailed.append(member)
-                except (OSError, ValueError, IndexError) as exc:  # ended since its RSS: no details this time
+                except (OSError, ValueError, IndexError) as exc:  # ended since its RSS: NaN this time
                     notes.append(f"details of pid {member.tp.proc.pid}: {type(exc).__name__}")
+                    values += [math.nan] * len(DETAIL_MEASURES)
+            values.append(rss_total)
+            values.append(float(len(tree) - gone))
+            self._last_detail = now
         if ended:
             self.target.invalidate()
             helper.ask_tree()
             notes.append(f"{ended} process(es) ended during the read")
-        values.append(rss_total)
-        values.append(float(len(tree) - gone))
-        if detail:
-            self._last_detail = now
-        layout = self._layout([m for m, _ in read], detailed)
+        layout = self._layout(tuple(m for m, _ in read), full)
         uss = self._uss_points(helper, now, notes)
         if uss:  # every uss_every_s: this tick's points are the layout's and the USS round's
             points = [p._replace(value=v) for p, v in zip(layout, values, strict=True)]
             return Reading(points + uss, "; ".join(notes))
         return Reading(note="; ".join(notes), layout=layout, values=values)
 
-    def _layout(self, read: list[_Member], detailed: list[_Member] | None) -> list[Point]:
-        """The series of a tick that read ``read`` (and detailed ``detailed``): the same list object as long as the
-        same members are read (one list for ticks with details, one without)."""
-        key = detailed is not None
+    def _layout(self, read: tuple[_Member, ...], full: bool) -> list[Point]:
+        """The series of a tick that read ``read`` (a full tick: with their details and the tree's totals): the same
+        list object as long as the tree and the members read stay the same."""
+        key = (full, read)
         cached = self._layouts.get(key)
-        if cached is not None and cached[0] == read and cached[1] == detailed:  # members compare by identity
-            return cached[2]
+        if cached is not None:
+            return cached
         nan = math.nan
         layout = [Point("process_rss_bytes", m.labels, nan) for m in read]
-        for m in detailed or ():
-            layout += [Point(measure, m.labels, nan) for measure in DETAIL_MEASURES]
-        tree_labels = self._tree_labels
-        layout += [Point("process_tree_rss_bytes", tree_labels, nan),
-                   Point("process_tree_processes_count", tree_labels, nan)]
-        self._layouts[key] = (read, detailed, layout)
+        if full:
+            for m in read:
+                layout += [Point(measure, m.labels, nan) for measure in DETAIL_MEASURES]
+            tree_labels = self._tree_labels
+            layout += [Point("process_tree_rss_bytes", tree_labels, nan),
+                       Point("process_tree_processes_count", tree_labels, nan)]
+        if len(self._layouts) > 64:  # the moving set keeps changing: keep the cache small
+            self._layouts.clear()
+        self._layouts[key] = layout
         return layout
 
     def _uss_points(self, helper: _Helper, now: float, notes: list[str]) -> list[Point]:
@@ -341,11 +371,17 @@ class ProcessTreeSource:
             if done.members == self._members:  # the sum belongs to this tree (not one read before a restart)
                 points.append(Point("process_tree_uss_bytes", self._tree_labels, total))
             notes += done.notes
-        if now - self._last_uss >= self.uss_every_s:
+            self.uss_round_cpu_s = done.cpu_s
+            interval = max(self.uss_every_s, done.cpu_s / USS_CPU_SHARE)
+            if interval != self.uss_interval_s:
+                log.debug("rmt collector: USS round cost %.1f ms of CPU: next rounds every %.0f s",
+                          1e3 * done.cpu_s, interval)
+            self.uss_interval_s = interval
+        if now - self._last_uss >= self.uss_interval_s:
             running = helper.ask_uss(self._members, now)
             if running is None:
                 self._last_uss = now
-            elif now - running.asked_at > 2 * self.uss_every_s:
+            elif now - running.asked_at > 2 * self.uss_interval_s:
                 notes.append(f"uss: the page walk started {now - running.asked_at:.0f} s ago has not ended "
                              f"(a process' memory map is locked)")
         return points

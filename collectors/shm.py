@@ -40,10 +40,13 @@ class ShmSource:
     inline = True
     """A read lists a memory-backed folder: it never blocks, and may share the collector's sampling thread."""
 
-    def __init__(self, target: ServerTarget, *, shm_dir: Path = Path("/dev/shm"), timeout_s: float = 1.0) -> None:
+    def __init__(self, target: ServerTarget, *, shm_dir: Path = Path("/dev/shm"), timeout_s: float = 1.0,
+                 every_s: float = 0.0) -> None:
         self.target = target
         self.shm_dir = shm_dir
         self.timeout_s = timeout_s
+        self.every_s = every_s
+        """Read at most this often (0: every tick); see :attr:`collectors.sidecar.SidecarOptions.shm_every_s`."""
         self._dir_fd = -1
         """The folder, kept open: listing it by descriptor stats each entry relative to it (no path walk)."""
         self._labels: tuple[str, Labels] = ("", ())

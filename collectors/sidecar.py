@@ -56,10 +56,18 @@ class SidecarOptions:
     box. What 0.5 s loses: utilization is already an average the driver takes over its own 1/6-1 s sample period;
     device and per-process memory change with allocations, and a step is seen up to 0.5 s late (a leak of N bytes per
     request shows exactly as before, at 2 points a second). Set it to ``interval_s`` for every tick."""
+    shm_every_s: float = 0.5
+    """Shared-memory regions cadence (records only at its ticks, like ``metrics_every_s``). A read is a ``stat`` per
+    region (one per python-backend stub): ~0.14 ms of CPU per read for 30 regions on the benchmark VM, 0.14 % of a
+    core at 10 Hz. A region grows when the python backend enlarges its pool (``shm-growth-byte-size`` steps, rare
+    events that stay): at 0.5 s such a step is seen up to 0.5 s late; the leak checks judge its size against the
+    requests completed, which 0.5 s does not change. Set it to ``interval_s`` for every tick."""
     uss_every_s: float = 30.0
-    """Process USS cadence. A USS round is a kernel page walk over every process of the tree (~0.4 ms per stub,
-    ~1.2 ms for tritonserver, more on a busy host): every 5 s it cost 0.3-0.5 % of a core with 18-30 processes,
-    more than everything else the ``process`` source does. RSS, read every tick, carries the leak signal."""
+    """Process USS cadence, at least (see :class:`~collectors.process_tree.ProcessTreeSource`: a round whose page
+    walk costs more than ``USS_CPU_SHARE`` of a core at this cadence is repeated less often). A USS round is a
+    kernel page walk over every process of the tree (~0.4 ms per stub, ~1.7 ms for tritonserver on the CPU benchmark
+    VM; on an H100 host tritonserver's CUDA mappings make it ~100-200 ms): every 5 s it cost 0.3-0.5 % of a core with
+    18-30 processes on the VM. RSS carries the leak signal."""
     host: str = "127.0.0.1"
     port: int | None = 0
     """HTTP API port (0: a free one; None: no HTTP API)."""
@@ -73,6 +81,7 @@ class SidecarOptions:
         check_interval(self.uss_every_s, "--uss-every")
         check_interval(self.metrics_every_s, "--metrics-every")
         check_interval(self.nvml_every_s, "--nvml-every")
+        check_interval(self.shm_every_s, "--shm-every")
         unknown = [s for s in self.sources if s not in SOURCE_NAMES]
         if unknown or not self.sources:
             raise ConfigError(f"bad --sources {','.join(self.sources)!r}: choose from {','.join(SOURCE_NAMES)}")
@@ -92,7 +101,7 @@ def build_sources(target: ServerTarget, options: SidecarOptions, *, nvml: Nvml |
         "process": ProcessTreeSource(target, timeout_s=options.timeout_s, detail_every_s=options.detail_every_s,
                                      uss_every_s=options.uss_every_s),
         "triton_metrics": TritonMetricsSource(target, timeout_s=options.timeout_s, every_s=options.metrics_every_s),
-        "shm": ShmSource(target, timeout_s=options.timeout_s),
+        "shm": ShmSource(target, timeout_s=options.timeout_s, every_s=options.shm_every_s),
         "nvml": NvmlSource(target, nvml=nvml, timeout_s=options.timeout_s, every_s=options.nvml_every_s),
         "model_stats": ModelStatsSource(target, timeout_s=options.timeout_s),
     }

@@ -23,7 +23,7 @@ import pytest
 
 from collectors.core import Collector
 from collectors.http_get import HttpGetter
-from collectors.process_tree import ProcessTreeSource
+from collectors.process_tree import USS_CPU_SHARE, ProcessTreeSource
 from collectors.procfs import ProcFiles
 from collectors.series import SAMPLES_FILE, Point, Reading, labels_of
 from collectors.source import SourceInfo
@@ -312,6 +312,11 @@ def test_process_source_reads_uss_in_its_helper_and_reports_it_next_tick() -> No
         points = wait_for(uss, 10, "USS from the helper")
         mine = {p.measure: p.value for p in points}
         assert mine["process_uss_bytes"] > MIB and not math.isnan(mine["process_tree_uss_bytes"])
+        # A page walk of this process costs ~1 ms of CPU: 0.01 s apart that is 10 % of a core, over USS_CPU_SHARE,
+        # so the next round waits until it fits the share.
+        assert source.uss_round_cpu_s > 0
+        assert source.uss_interval_s == pytest.approx(source.uss_round_cpu_s / USS_CPU_SHARE)
+        assert source.uss_interval_s > 0.01
         time.sleep(0.02)
         detail = {p.measure for p in source.read().points}
         assert {"process_rss_bytes", "process_threads_count", "process_open_fds_count", "process_cpu_s"} <= detail
@@ -332,7 +337,8 @@ def test_an_ended_stub_is_noted_once_and_dropped_never_read_as_zero(tmp_path: Pa
     assert server.stdout is not None
     stub_pid = int(server.stdout.readline())
     target = ServerTarget(pid_provider=lambda: server.pid, shm_dir=tmp_path, tree_refresh_s=3600)
-    source = ProcessTreeSource(target, detail_every_s=3600, uss_every_s=3600)
+    clock = [time.monotonic()]
+    source = ProcessTreeSource(target, detail_every_s=3600, uss_every_s=3600, monotonic=lambda: clock[0])
     try:
         source.open()
         wait_for(lambda: stub_pid in {tp.proc.pid for tp in target.cached_processes()}, 10, "the stub in the tree")
@@ -348,12 +354,80 @@ def test_an_ended_stub_is_noted_once_and_dropped_never_read_as_zero(tmp_path: Pa
         # left out, not 0 (a USS round that read the stub before it ended may still report that value)
         stub_points = [p for p in reading.points if dict(p.labels).get("pid") == str(stub_pid)]
         assert {p.measure for p in stub_points} <= {"process_uss_bytes"} and all(p.value > 0 for p in stub_points)
+        clock[0] += 3600  # a full tick: every process and the tree's totals
         again = source.read()  # the zombie may still be in the tree: not counted, not "ended" again
         assert "ended" not in again.note
         count = [p.value for p in again.points if p.measure == "process_tree_processes_count"]
         assert count == [len([p for p in again.points if p.measure == "process_rss_bytes"])]
     finally:
         source.close()
+        server.kill()
+        server.wait()
+        server.stdout.close()
+
+
+GROWER = ("import signal, time\nheld = []\n"
+          "signal.signal(signal.SIGUSR1, lambda *_: held.append(bytearray(b'x') * (32 << 20)))\n"
+          "import os; os.write(1, b'ready\\n'); time.sleep(60)")  # one write: lines never interleave
+
+
+def test_idle_processes_are_read_at_full_ticks_moving_ones_at_every_tick() -> None:
+    # A "server" of ours with two children: one stays idle, the other grows 32 MiB on SIGUSR1.
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import os, subprocess, sys, time\n"
+         f"kids = [subprocess.Popen([sys.executable, '-c', {GROWER!r}]) for _ in range(2)]\n"
+         "os.write(1, f'{kids[0].pid} {kids[1].pid}\\n'.encode()); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert server.stdout is not None
+    lines = sorted(server.stdout.readline().strip() for _ in range(3))  # the children's lines may come first
+    assert lines[1:] == ["ready", "ready"]  # SIGUSR1 handled from now on
+    idle, mover = (int(p) for p in lines[0].split())
+    clock = [1000.0]
+    target = ServerTarget(pid_provider=lambda: server.pid, tree_refresh_s=3600)
+    source = ProcessTreeSource(target, detail_every_s=1.0, uss_every_s=3600, monotonic=lambda: clock[0])
+
+    def read_at(t: float) -> dict[str, set[int]]:
+        clock[0] = 1000.0 + t
+        by: dict[str, set[int]] = {}
+        for p in source.read().points:
+            by.setdefault(p.measure, set()).add(int(dict(p.labels).get("pid", dict(p.labels).get("server_pid", 0))))
+        return by
+
+    try:
+        source.open()
+        wait_for(lambda: {idle, mover} <= {tp.proc.pid for tp in target.cached_processes()}, 10, "the tree")
+        everyone = {server.pid, idle, mover}
+        first = read_at(0.0)  # full: every process, its details, the tree's totals
+        assert first["process_rss_bytes"] == everyone == first["process_threads_count"]
+        assert first["process_tree_rss_bytes"] == first["process_tree_processes_count"] == {server.pid}
+        assert read_at(0.1)["process_rss_bytes"] == everyone  # first seen at 0.0: "moved" then
+        read_at(1.0)  # full
+        between = read_at(1.1)
+        assert between["process_rss_bytes"] == {server.pid}  # the children did not move for a whole second
+        assert "process_tree_rss_bytes" not in between and "process_threads_count" not in between
+        before = psutil.Process(mover).memory_info().rss
+        os.kill(mover, signal.SIGUSR1)
+        wait_for(lambda: psutil.Process(mover).memory_info().rss > before + 16 * MIB, 10, "the mover grew")
+        settled = [0]
+
+        def still() -> bool:  # the same RSS at two polls: done growing
+            rss = psutil.Process(mover).memory_info().rss
+            same, settled[0] = rss == settled[0], rss
+            return same
+
+        wait_for(still, 10, "the mover to hold still")
+        assert read_at(1.5)["process_rss_bytes"] == {server.pid}  # seen at the next full tick, not before
+        assert read_at(2.0)["process_rss_bytes"] == everyone
+        assert read_at(2.1)["process_rss_bytes"] == {server.pid, mover}  # moved: back at every tick
+        assert read_at(2.9)["process_rss_bytes"] == {server.pid, mover}
+        read_at(3.0)  # full: the mover held still since 2.0
+        assert read_at(3.1)["process_rss_bytes"] == {server.pid}
+    finally:
+        source.close()
+        for pid in (idle, mover):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         server.kill()
         server.wait()
         server.stdout.close()

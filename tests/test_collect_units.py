@@ -18,6 +18,7 @@ from collectors.gpu import NvmlSource
 from collectors.model_stats import parse_model_stats
 from collectors.nvml import Nvml
 from collectors.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, find_series, labels_of, load_series
+from collectors.shm import ShmSource
 from collectors.source import SourceInfo
 from collectors.target import ServerTarget
 from collectors.triton_metrics import TRITON_METRICS, MetricsParser
@@ -294,7 +295,7 @@ def test_model_stats_parse_and_malformed_answer() -> None:
 
 
 def test_nvml_is_read_at_its_own_cadence_and_rmt_collect_sets_both_cadences(tmp_path: Path) -> None:
-    from collectors.sidecar import Sidecar, SidecarOptions
+    from collectors.sidecar import Sidecar, SidecarOptions, build_sources
     from rmt.commands.collect import options_from_args
 
     assert SidecarOptions().nvml_every_s == 0.5  # the default: its docstring says what it costs and loses
@@ -309,9 +310,12 @@ def test_nvml_is_read_at_its_own_cadence_and_rmt_collect_sets_both_cadences(tmp_
     ticks = [r["tick"] for r in records(run, "nvml")]
     assert len(ticks) >= 4 and ticks == list(range(0, 4 * len(ticks), 4))  # every 4th tick, no gap rows between
     args = SimpleNamespace(pid=me, server_url=None, duration=None, interval=0.1, timeout=1.0, sources="nvml,shm",
-                           detail_every=1.0, uss_every=30.0, metrics_every=0.1, nvml_every=2.0, host="127.0.0.1",
-                           port=0, no_api=True)
+                           detail_every=1.0, uss_every=30.0, metrics_every=0.1, nvml_every=2.0, shm_every=0.3,
+                           host="127.0.0.1", port=0, no_api=True)
     cli = options_from_args(args)
-    assert (cli.metrics_every_s, cli.nvml_every_s) == (0.1, 2.0)
-    with pytest.raises(ConfigError, match="--nvml-every"):
-        options_from_args(SimpleNamespace(**{**vars(args), "nvml_every": 0}))
+    assert (cli.metrics_every_s, cli.nvml_every_s, cli.shm_every_s) == (0.1, 2.0, 0.3)
+    shm = build_sources(ServerTarget(pid_provider=os.getpid), cli)[1]
+    assert isinstance(shm, ShmSource) and shm.every_s == 0.3
+    for flag in ("nvml_every", "shm_every"):
+        with pytest.raises(ConfigError, match="--" + flag.replace("_", "-")):
+            options_from_args(SimpleNamespace(**{**vars(args), flag: 0}))

@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
                    help=f"Triton metrics cadence (default {SidecarOptions.metrics_every_s:g}; the interval: each tick)")
     p.add_argument("--nvml-every", type=float, default=SidecarOptions.nvml_every_s, metavar="S",
                    help=f"NVML cadence (default {SidecarOptions.nvml_every_s:g}; the interval: every tick)")
+    p.add_argument("--shm-every", type=float, default=SidecarOptions.shm_every_s, metavar="S",
+                   help=f"/dev/shm regions cadence (default {SidecarOptions.shm_every_s:g}; the interval: every tick)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until a signal)")
     p.set_defaults(func=cmd_collect)
 
@@ -65,7 +67,8 @@ def options_from_args(args: Any) -> SidecarOptions:
     options = SidecarOptions(interval_s=args.interval, timeout_s=args.timeout,
                              sources=[s.strip() for s in args.sources.split(",") if s.strip()],
                              detail_every_s=args.detail_every, uss_every_s=args.uss_every,
-                             metrics_every_s=args.metrics_every, nvml_every_s=args.nvml_every, host=args.host,
+                             metrics_every_s=args.metrics_every, nvml_every_s=args.nvml_every,
+                             shm_every_s=args.shm_every, host=args.host,
                              port=None if args.no_api else args.port)
     options.validate()
     return options
