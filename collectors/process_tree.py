@@ -41,7 +41,7 @@ from rmt.measures import register_measure
 
 log = logging.getLogger(__name__)
 SOURCE = "process"
-USS_CPU_SHARE = 0.001
+USS_CPU_SHARE = 0.0005
 """At most this share of one core goes to USS page walks: the next round waits the last one's CPU time ÷ this."""
 for _name, _unit, _doc in (
     ("process_rss_bytes", "bytes", "resident set size of one process of the Triton tree"),
