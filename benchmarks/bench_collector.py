@@ -165,7 +165,9 @@ def main() -> int:
           f"window {wall1 - wall0:.1f} s")
     print(f"collector CPU: {cpu_pct:.2f} % of one core")
     for name in sorted(threads1, key=lambda n: threads0.get(n, 0) - threads1[n]):
-        print(f"  thread {name:36s} {100 * (threads1[name] - threads0.get(name, 0)) / 1e9 / (wall1 - wall0):.3f} %")
+        share = 100 * (threads1[name] - threads0.get(name, 0)) / 1e9 / (wall1 - wall0)
+        if share >= 0.0005:  # idle threads (a library's pool) left out
+            print(f"  thread {name:36s} {share:.3f} %")
     print(f"jitter: p50 {np.percentile(jitter_ms, 50):.3f} ms, p99 {np.percentile(jitter_ms, 99):.3f} ms, "
           f"max {jitter_ms.max():.3f} ms over {len(jitter_ms)} reads")
     for s in statuses:
