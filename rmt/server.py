@@ -47,6 +47,44 @@ REFUSED_REPOSITORY = REPO_ROOT / "zoo" / "refused"
 #: Zoo models with KIND_GPU instances (need a GPU and torch or cupy in the stub's Python).
 GPU_REPOSITORY = REPO_ROOT / "zoo" / "gpu"
 
+WORKDIR_PREFIX = "rmt-triton-"
+OWNER_FILE = "owner.json"
+"""In each server's temporary folder: who started it (PID, start time), its tritonserver and its shm prefix."""
+
+
+def _alive(pid: int, started: float) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and is the one that started at ``started``, not a reused PID."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 1.0
+    except psutil.Error:
+        return False
+
+
+def remove_orphans(tmp: Path | None = None) -> list[Path]:
+    """Remove what embedded servers left when their owner was killed (SIGKILL skips ``stop``): each temporary folder
+    whose owner and tritonserver have both ended, and the owner's ``/dev/shm`` regions. Folders without an owner file
+    (other tools', older rmt's) are left alone. Returns the folders removed."""
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = json.loads((folder / OWNER_FILE).read_text())
+            pids = [(int(owner["pid"]), float(owner["started"])),
+                    (int(owner.get("server_pid") or 0), float(owner.get("server_started") or 0))]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if any(pid > 0 and _alive(pid, started) for pid, started in pids):
+            continue
+        prefix = str(owner.get("shm_prefix") or "")
+        if prefix.startswith("rmt"):
+            for region in Path("/dev/shm").glob(f"{prefix}*"):
+                with contextlib.suppress(OSError):
+                    region.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 _RESOURCE_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*):(?P<count>\d+)(?::(?P<device>\d+))?$")
 _BENIGN_LOG = ("CudaDriverHelper", "NVML", "DCGM", "GPU metrics", "Unable to get GPU")
 _PORT_IN_USE = "Address already in use"
@@ -271,7 +309,9 @@ class EmbeddedServer:
             if port is not None:
                 check_port_free(opts.host, port, flag)
         install = self._install or find_triton_install()
-        self._workdir = Path(tempfile.mkdtemp(prefix="rmt-triton-"))
+        remove_orphans()
+        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        self._write_owner()
         atexit.register(self.stop)
         try:
             self._runtime = python_runtime(self._python_executable)
@@ -341,6 +381,20 @@ class EmbeddedServer:
                 self._command(install), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=self._workdir, start_new_session=True, preexec_fn=preexec,
             )
+        self._write_owner()
+
+    def _write_owner(self) -> None:
+        """Record who owns the temporary folder (see :func:`remove_orphans`)."""
+        assert self._workdir is not None
+        me = psutil.Process()
+        owner: dict[str, Any] = {"pid": me.pid, "started": me.create_time(), "server_pid": 0, "server_started": 0,
+                                 "shm_prefix": self._shm_prefix}
+        if self._proc is not None:
+            with contextlib.suppress(psutil.Error):
+                owner.update(server_pid=self._proc.pid, server_started=psutil.Process(self._proc.pid).create_time())
+        tmp = self._workdir / f".{OWNER_FILE}"
+        tmp.write_text(json.dumps(owner))
+        tmp.replace(self._workdir / OWNER_FILE)
 
     def _wait_ready(self) -> None:
         assert self._proc is not None

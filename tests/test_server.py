@@ -18,7 +18,15 @@ import tritonclient.http as httpclient
 
 from rmt.errors import ConfigError, ServerError, ServerExtraMissing, ServerStartError
 from rmt.install import find_triton_install
-from rmt.server import REFUSED_REPOSITORY, REPO_ROOT, EmbeddedServer, ServerOptions, parse_rate_limit_resource
+from rmt.server import (
+    OWNER_FILE,
+    REFUSED_REPOSITORY,
+    REPO_ROOT,
+    EmbeddedServer,
+    ServerOptions,
+    parse_rate_limit_resource,
+    remove_orphans,
+)
 from tests.zoo_client import infer, wait_for, zoo_subset
 
 RMT = [sys.executable, "-m", "rmt"]  # the `rmt` console script, without needing it on PATH
@@ -224,12 +232,15 @@ def test_server_dies_with_a_killed_parent(probe_repo: Path) -> None:
     """A tool or test killed hard (SIGKILL) must not leave tritonserver and its stubs behind."""
     code = ("import sys; from pathlib import Path; from rmt.server import EmbeddedServer, ServerOptions\n"
             "s = EmbeddedServer(ServerOptions(model_repository=Path(sys.argv[1]))).start()\n"
-            "print(s.pid, *[p.pid for p in s.processes()], flush=True); sys.stdin.read()")
+            "print(s.pid, *[p.pid for p in s.processes()], flush=True)\n"
+            "print(s.log_path.parent, s.shm_prefix, flush=True); sys.stdin.read()")
     parent = subprocess.Popen([sys.executable, "-c", code, str(probe_repo)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     pids = [int(p) for p in parent.stdout.readline().split()]
     assert len(pids) == 5, pids  # server (twice: as pid and in processes()) + 3 stubs
+    folder, prefix = parent.stdout.readline().split()
+    assert (Path(folder) / OWNER_FILE).exists()
     family = [psutil.Process(p) for p in set(pids)]
     parent.kill()
     parent.wait()
@@ -238,3 +249,29 @@ def test_server_dies_with_a_killed_parent(probe_repo: Path) -> None:
         return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
 
     wait_for(all_gone, 60, "tritonserver and its stubs to end after their parent was killed")
+    # stop() never ran: its temporary folder is left, until the next server start (or remove_orphans) clears it.
+    assert Path(folder).exists()
+    assert Path(folder) in remove_orphans()
+    assert not Path(folder).exists() and not list(Path("/dev/shm").glob(f"{prefix}*"))
+
+
+def test_remove_orphans_only_takes_folders_whose_owner_and_server_ended(tmp_path: Path) -> None:
+    me = psutil.Process()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    owners = {
+        "live": {"pid": me.pid, "started": me.create_time()},
+        "reused": {"pid": me.pid, "started": me.create_time() - 3600},  # our PID, another process' start: ended
+        "ended": {"pid": ended.pid, "started": me.create_time()},
+        "server_lives": {"pid": ended.pid, "started": 0, "server_pid": me.pid, "server_started": me.create_time()},
+    }
+    for name, owner in owners.items():
+        (tmp_path / f"rmt-triton-{name}").mkdir()
+        (tmp_path / f"rmt-triton-{name}" / OWNER_FILE).write_text(json.dumps(owner))
+    (tmp_path / "rmt-triton-no_owner").mkdir()  # another tool's, or an older rmt's: not ours to judge
+    (tmp_path / "rmt-triton-bad").mkdir()
+    (tmp_path / "rmt-triton-bad" / OWNER_FILE).write_text("{")
+    removed = remove_orphans(tmp_path)
+    assert sorted(p.name for p in removed) == ["rmt-triton-ended", "rmt-triton-reused"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rmt-triton-bad", "rmt-triton-live", "rmt-triton-no_owner",
+                                                          "rmt-triton-server_lives"]
