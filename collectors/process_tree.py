@@ -227,6 +227,9 @@ class ProcessTreeSource:
         self._helper = _Helper(self.target, f"rmt-{SOURCE}-helper")
         self._helper.start()
         return SourceInfo(details={"detail_every_s": self.detail_every_s, "uss_every_s": self.uss_every_s,
+                                   "uss_cpu_share": USS_CPU_SHARE,
+                                   "rss_every_tick": "tritonserver and the processes whose RSS moved within "
+                                                     "detail_every_s; every process every detail_every_s",
                                    "server": self.target.describe()})
 
     def close(self) -> None:
