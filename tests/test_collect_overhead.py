@@ -57,24 +57,37 @@ def test_procfs_reads_what_psutil_reads() -> None:
 
 
 def test_procfs_ended_and_zombie_processes_are_gone_never_zero() -> None:
-    child = subprocess.Popen(["sleep", "60"])
-    files = ProcFiles(child.pid)
+    # The process is the child of a parent of ours that never reaps it, so it stays a zombie however this test
+    # process handles SIGCHLD (a gevent child watcher, loaded by other tests, reaps this process's own children).
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "p = subprocess.Popen(['sleep', '60']); print(p.pid, flush=True)\n"
+         "sys.stdin.readline(); p.wait(); print('reaped', flush=True); time.sleep(60)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert parent.stdin is not None and parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    files = ProcFiles(pid)
     try:
         assert files.rss_bytes() > 0
-        child.kill()
-        wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10, "a zombie")
         for read in (files.rss_bytes, files.threads_and_cpu_s, files.uss_bytes):
             with pytest.raises(ProcessLookupError):
                 read()
-        child.wait()
+        parent.stdin.write("reap\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline() == "reaped\n"
         with pytest.raises(ProcessLookupError):
             files.rss_bytes()
     finally:
         files.close()
-        child.kill()
-        child.wait()
+        parent.kill()
+        parent.wait()
+        parent.stdin.close()
+        parent.stdout.close()
     with pytest.raises(ProcessLookupError):
-        ProcFiles(child.pid)
+        ProcFiles(pid)
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------------

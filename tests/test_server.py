@@ -39,8 +39,17 @@ def probe_repo(tmp_path: Path) -> Path:
     return zoo_subset(tmp_path / "repo", ["probe", "leak_host"])
 
 
+def _lives(proc: psutil.Process | int) -> bool:
+    """Whether the process runs (a zombie, or one gone meanwhile, does not)."""
+    try:
+        proc = proc if isinstance(proc, psutil.Process) else psutil.Process(proc)
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _left_behind(pids: list[int], shm_prefix: str) -> list[str]:
-    alive = [f"pid {p}" for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    alive = [f"pid {p}" for p in pids if _lives(p)]
     regions = [p.name for p in Path("/dev/shm").glob(f"{shm_prefix}*")]
     return alive + regions
 
@@ -152,7 +161,7 @@ def test_cli_server_start_prints_ready_line_and_stops_on_sigint(probe_repo: Path
             pass
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
-        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [server, *family])
+        assert not any(_lives(p) for p in [server, *family])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -246,7 +255,7 @@ def test_server_dies_with_a_killed_parent(probe_repo: Path) -> None:
     parent.wait()
 
     def all_gone() -> bool:
-        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+        return not any(_lives(p) for p in family)
 
     wait_for(all_gone, 60, "tritonserver and its stubs to end after their parent was killed")
     # stop() never ran: its temporary folder is left, until the next server start (or remove_orphans) clears it.
