@@ -121,14 +121,32 @@ def slow_repository(dest: Path, instances: int) -> Path:
     return dest
 
 
-def sweep(tmp_path: Path, name: str, instances: int) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def sweep(tmp_path: Path, name: str, instances: int, *extra: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """``rmt capacity`` of ``slow`` with ``instances`` instances (ladder 30 × 1.3^k req/s)."""
     repo = slow_repository(tmp_path / f"repo-{name}", instances)
     out = tmp_path / name
     done = rmt("capacity", "--model-repository", str(repo), "--models", "slow", "--start-rate", "30",
                "--step-factor", "1.3", "--max-steps", "8", "--max-step-s", "7", "--min-step-s", "3", "--users",
-               "32", "--slo-p99-ms", "60", "--min-rate-per-s", str(instances * 25), "--out", str(out))
+               "32", "--slo-p99-ms", "60", "--min-rate-per-s", str(instances * 25), "--out", str(out), *extra)
     return out, done
+
+
+def test_sweep_with_two_workers_moves_both_workers_through_the_steps_together(tmp_path: Path) -> None:
+    """Distributed: the master decides each step's end and both workers step on together (the rate is split
+    between them), so the knee is the same as with one process."""
+    out, done = sweep(tmp_path, "workers", 1, "--workers", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    expected = 1 / SERVICE_S
+    verdict = next(v for v in json.loads((out / "verdicts.json").read_text())["verdicts"]
+                   if v["check"] == "slo" and v["subject"] == "all")
+    assert 0.75 * expected <= verdict["evidence"]["saturation_per_s"] <= 1.1 * expected, verdict
+    run = RunDir(out, create=False)
+    assert run.manifest()["workers"] == 2
+    windows = list(run.read("windows.jsonl"))
+    steps = sorted({w["phase"] for w in windows}, key=lambda p: parse_step_name(p) or (0, 0.0))
+    assert len(steps) >= 2 and all(parse_step_name(p) is not None for p in steps)
+    for step in steps:  # every step ran in both workers: two processes sent traffic in it
+        assert max(w["processes"] for w in windows if w["phase"] == step) == 2, step
 
 
 def test_sweep_finds_the_knee_at_instances_over_service_time_and_compare_sees_the_change(tmp_path: Path) -> None:

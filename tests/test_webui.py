@@ -90,7 +90,11 @@ def _get_json(url: str) -> Any:
         return None
 
 
-def test_rmt_tab_shows_live_rows_in_chromium(triton_server: EmbeddedServer, browser: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["local", "master+2workers"])
+def test_rmt_tab_shows_live_rows_in_chromium(triton_server: EmbeddedServer, browser: Any, tmp_path: Path,
+                                             workers: int) -> None:
+    """The tab in a local run, and on a master whose traffic runs in two worker processes (streams from the workers'
+    window reports, memory from the master's collector)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -100,15 +104,26 @@ def test_rmt_tab_shows_live_rows_in_chromium(triton_server: EmbeddedServer, brow
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    traffic = [LOCUST, "-f", str(LOCUSTFILE), "--host", triton_server.http_url, "--rmt-scenario", str(scenario)]
+    role: list[str] = []
+    bus = free_port()
+    if workers:
+        role = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bus),
+                "--expect-workers", str(workers)]
     proc = subprocess.Popen(
-        [LOCUST, "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1", "--web-port", str(port), "--host",
-         triton_server.http_url, "--rmt-scenario", str(scenario), "--rmt-run-dir", str(run_dir),
+        [*traffic, *role, "--web-host", "127.0.0.1", "--web-port", str(port), "--rmt-run-dir", str(run_dir),
          "--rmt-collect-dir", str(run_dir), "--rmt-collect-server-url", triton_server.http_url,
          "--rmt-collect-interval", "0.2", "--rmt-ui-interval", "0.5", "--stop-timeout", "5", "HttpTraffic"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    helpers = [subprocess.Popen([*traffic, "--worker", "--master-host", "127.0.0.1", "--master-port", str(bus),
+                                 "HttpTraffic"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True) for _ in range(workers)]
     shots = shots_dir(tmp_path)
     try:
         wait_for(lambda: _get_json(f"{base}/stats/requests") is not None, 60, "the Locust web UI")
+        if workers:
+            wait_for(lambda: len((_get_json(f"{base}/stats/requests") or {}).get("workers", [])) == workers, 60,
+                     f"{workers} workers connected to the master")
         browser.get(base + "/")
         users = wait_for(lambda: browser.find_elements(By.NAME, "userCount"), 30, "the start form")[0]
         users.send_keys(Keys.CONTROL, "a")
@@ -133,7 +148,10 @@ def test_rmt_tab_shows_live_rows_in_chromium(triton_server: EmbeddedServer, brow
         rows = wait_for(live_rows, 120, "live stream rows, and leak previews LEAK? for leak_host, ok for its twin")
         wait_for(lambda: (_get_json(f"{base}/stats/requests") or {}).get("user_count") == 8, 30,
                  "the 8 users typed into the form")
-        browser.save_screenshot(str(shots / "webui-rmt-tab.png"))
+        if workers:  # the traffic ran in the workers: both sent requests, the master none
+            stats = _get_json(f"{base}/stats/requests") or {}
+            assert sorted(w["user_count"] > 0 for w in stats["workers"]) == [True] * workers, stats["workers"]
+        browser.save_screenshot(str(shots / ("webui-rmt-tab.png" if not workers else "webui-rmt-tab-workers.png")))
         streams = {r[1]: r for r in rows if r[0] == "stream"}
         assert {"probe/p0/small", "queue_priority/p1/small", "queue_priority/p2/small"} <= set(streams)
         assert all("µs" in r[5] or "ms" in r[5] for r in streams.values()), streams
@@ -146,10 +164,12 @@ def test_rmt_tab_shows_live_rows_in_chromium(triton_server: EmbeddedServer, brow
             pass
         wait_for(lambda: (_get_json(f"{base}/stats/requests") or {}).get("state") == "stopped", 60, "the stop")
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        output, _ = proc.communicate(timeout=60)
-    assert "Traceback" not in output, output[-3000:]
+        for p in (*helpers, proc):
+            if p.poll() is None:
+                p.terminate()
+        outputs = [p.communicate(timeout=60)[0] for p in (*helpers, proc)]
+    for output in outputs:
+        assert "Traceback" not in output, output[-3000:]
 
     check = subprocess.run([sys.executable, "-m", "rmt", "check", str(run_dir)], capture_output=True, text=True,
                            timeout=120)
