@@ -6,11 +6,12 @@ values from kept-open ``/proc`` files (:mod:`collectors.procfs`: one ``pread`` p
 cannot be read is NaN with a note, never 0; no server at all, or a server that ended, is a gap.
 
 Cadences: every ``detail_every_s`` (a *full* tick) the RSS, threads, fds and CPU time of every process and the
-tree's totals; at every tick between, the RSS of tritonserver and of each process whose RSS moved within the last
-``detail_every_s`` — a stub serving or leaking is followed at the full rate, an idle one (most stubs of a zoo, most
-of the time) at the full ticks only, and it is back at the full rate from the full tick that sees it move. Each
-record holds the processes it read (none is repeated or invented); the per-tick loop is the sidecar's main cost
-(~8 µs of CPU per process on the benchmark VM).
+tree's totals; at every tick between, the RSS of tritonserver and of each process that was active within the last
+``detail_every_s`` — its RSS moved, or its CPU time did (it served requests) — so a stub that serves or leaks is
+followed at the full rate and its healthy twin under the same traffic too, while an idle one (most stubs of a zoo,
+most of the time) is read at the full ticks only, and is back at the full rate from the full tick that sees it
+active. Each record holds the processes it read (none is repeated or invented); the per-tick loop is the sidecar's
+main cost (~8 µs of CPU per process on the benchmark VM).
 
 What can block or costs milliseconds runs in a helper thread, so a tick never waits on it: re-reading the tree, and
 USS every ``uss_every_s`` at least (a kernel page walk over each process' mappings, taking its memory-map lock:
@@ -78,8 +79,11 @@ class _Member:
     """Why ``files`` is None while the process lives (e.g. ``/proc`` mounted with ``hidepid``)."""
     rss: float = math.nan
     """The RSS of its latest read."""
+    cpu_s: float = math.nan
+    """Its CPU time at the latest full tick."""
     moved_at: float = -math.inf
-    """When (monotonic s) a read last found its RSS different from the read before (or read it first)."""
+    """When (monotonic s) a read last found its RSS, or a full tick its CPU time, different from the read before (or
+    read it first)."""
 
 
 @dataclass
@@ -228,8 +232,8 @@ class ProcessTreeSource:
         self._helper.start()
         return SourceInfo(details={"detail_every_s": self.detail_every_s, "uss_every_s": self.uss_every_s,
                                    "uss_cpu_share": USS_CPU_SHARE,
-                                   "rss_every_tick": "tritonserver and the processes whose RSS moved within "
-                                                     "detail_every_s; every process every detail_every_s",
+                                   "rss_every_tick": "tritonserver and the processes whose RSS or CPU time moved "
+                                                     "within detail_every_s; every process every detail_every_s",
                                    "server": self.target.describe()})
 
     def close(self) -> None:
@@ -297,7 +301,7 @@ class ProcessTreeSource:
                 gone += 1
                 continue
             if not full and member.moved_at < quiet_since and member.tp.info.role != "server":
-                continue  # idle since the last full tick at least: read again at the next one
+                continue  # idle for a detail period at least: read again at the next full tick
             try:
                 rss = float(files.rss_bytes())
             except ProcessLookupError:  # a zombie or gone: read no more (a tree read that keeps it asks once)
@@ -322,7 +326,10 @@ class ProcessTreeSource:
         if full:
             for member, files in read:
                 try:
-                    values += self._details(files, notes)
+                    details = self._details(files, notes)
+                    values += details
+                    if details[2] != member.cpu_s:  # it worked (served requests): read its RSS at every tick
+                        member.cpu_s, member.moved_at = details[2], now
                 except (OSError, ValueError, IndexError) as exc:  # ended since its RSS: NaN this time
                     notes.append(f"details of pid {member.tp.proc.pid}: {type(exc).__name__}")
                     values += [math.nan] * len(DETAIL_MEASURES)

@@ -381,11 +381,14 @@ def test_an_ended_stub_is_noted_once_and_dropped_never_read_as_zero(tmp_path: Pa
 
 GROWER = ("import signal, time\nheld = []\n"
           "signal.signal(signal.SIGUSR1, lambda *_: held.append(bytearray(b'x') * (32 << 20)))\n"
+          "def work(*_):\n    end = time.monotonic() + 0.3\n    while time.monotonic() < end: pass\n"
+          "signal.signal(signal.SIGUSR2, work)\n"
           "import os; os.write(1, b'ready\\n'); time.sleep(60)")  # one write: lines never interleave
 
 
 def test_idle_processes_are_read_at_full_ticks_moving_ones_at_every_tick() -> None:
-    # A "server" of ours with two children: one stays idle, the other grows 32 MiB on SIGUSR1.
+    # A "server" of ours with two children: one stays idle, the other grows 32 MiB on SIGUSR1; SIGUSR2 makes a child
+    # work 0.3 s without growing (a stub serving requests).
     server = subprocess.Popen(
         [sys.executable, "-c", "import os, subprocess, sys, time\n"
          f"kids = [subprocess.Popen([sys.executable, '-c', {GROWER!r}]) for _ in range(2)]\n"
@@ -436,6 +439,11 @@ def test_idle_processes_are_read_at_full_ticks_moving_ones_at_every_tick() -> No
         assert read_at(2.9)["process_rss_bytes"] == {server.pid, mover}
         read_at(3.0)  # full: the mover held still since 2.0
         assert read_at(3.1)["process_rss_bytes"] == {server.pid}
+        cpu = sum(psutil.Process(idle).cpu_times()[:2])
+        os.kill(idle, signal.SIGUSR2)
+        wait_for(lambda: sum(psutil.Process(idle).cpu_times()[:2]) > cpu + 0.2, 10, "the idle child to work")
+        read_at(4.0)  # full: its CPU time moved
+        assert read_at(4.1)["process_rss_bytes"] == {server.pid, idle}  # a serving stub is followed at every tick
     finally:
         source.close()
         for pid in (idle, mover):
