@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+import locust.runners
 from hdrh.histogram import HdrHistogram
 from locust import LoadTestShape
 from locust.runners import MasterRunner, WorkerRunner
@@ -43,6 +44,9 @@ from rmt_users.windows import HDR_HIGHEST_US, decode_histogram, new_histogram
 log = logging.getLogger(__name__)
 MSG_END = "rmt_capacity_end"
 NS = 1_000_000_000
+WORKER_REPORT_S = 1
+"""How often a sweep's workers report to the master (Locust's default, 3 s, left a 7 s step at most two complete
+windows to judge: every distributed step ran to ``max_step_s`` and ended "unstable")."""
 _CONTROLLERS: weakref.WeakKeyDictionary[Any, SweepController] = weakref.WeakKeyDictionary()
 
 
@@ -79,6 +83,7 @@ class SweepController:
         runner = environment.runner
         if isinstance(runner, WorkerRunner):
             runner.register_message(MSG_END, self._on_end_message)
+            locust.runners.WORKER_REPORT_INTERVAL = WORKER_REPORT_S  # read by the worker's report loop at each turn
             return self
         self._master = isinstance(runner, MasterRunner)
         if self._master:
@@ -152,7 +157,7 @@ class SweepController:
         first = math.ceil(start_s + 1)
         last = upto_ns // NS  # seconds < last are complete
         if self._master:
-            last -= 4  # workers report every 3 s
+            last -= WORKER_REPORT_S + 1  # a worker's report of these seconds may still be on its way
         w = self.config.window_s
         windows, seconds = [], []
         for begin in range(first, last - w + 1, w):
