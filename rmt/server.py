@@ -61,6 +61,13 @@ def _alive(pid: int, started: float) -> bool:
         return False
 
 
+def remove_regions(prefix: str) -> None:
+    """Unlink the python backend's ``/dev/shm`` regions named ``<prefix>*`` (those already gone are fine)."""
+    for region in Path("/dev/shm").glob(f"{prefix}*"):
+        with contextlib.suppress(FileNotFoundError):
+            region.unlink()
+
+
 def remove_orphans(tmp: Path | None = None) -> list[Path]:
     """Remove what embedded servers left when their owner was killed (SIGKILL skips ``stop``): each temporary folder
     whose owner and tritonserver have both ended, and the owner's ``/dev/shm`` regions. Folders without an owner file
@@ -77,9 +84,7 @@ def remove_orphans(tmp: Path | None = None) -> list[Path]:
             continue
         prefix = str(owner.get("shm_prefix") or "")
         if prefix.startswith("rmt"):
-            for region in Path("/dev/shm").glob(f"{prefix}*"):
-                with contextlib.suppress(OSError):
-                    region.unlink()
+            remove_regions(prefix)
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
@@ -456,9 +461,7 @@ class EmbeddedServer:
                     child.wait(timeout=5)
         self._known_children.clear()
         if self._shm_prefix:
-            for region in Path("/dev/shm").glob(f"{self._shm_prefix}*"):
-                with contextlib.suppress(FileNotFoundError):
-                    region.unlink()
+            remove_regions(self._shm_prefix)
         self._proc = None
 
     def stop(self) -> None:
