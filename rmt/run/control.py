@@ -134,13 +134,14 @@ class TritonControl:
             # Triton answers a connection on one of its HTTP threads; a poll that lands on the thread serving the load
             # waits for the whole load (seen every other load when the poller is a greenlet). Such a poll is given up
             # after ``wait_s`` and retried on a new connection; the wait doubles while polls keep timing out, so a
-            # slow, busy server still gets answered.
+            # slow, busy server still gets answered. A poll refused at once (no server) waits its period like any.
             wait_s = POLL_WAIT_S
             while not done.is_set():
                 try:
                     ready = self.ready(model, timeout_s=wait_s)
                 except ConfigError:
                     wait_s = min(2 * wait_s, 10.0)
+                    done.wait(poll_ms / 1000)
                     continue
                 wait_s = POLL_WAIT_S
                 t = self.clock_ns()  # when the answer arrived
