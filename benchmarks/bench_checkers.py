@@ -5,7 +5,7 @@
 
 Phases, each timed: building the synthetic inputs (not counted), every default check on the in-memory inputs (the
 pure checkers: the figure the ≤ 5 s target applies to), and with ``--rundir`` the same memory series written in the
-collectors' format and read back through :mod:`checkers.inputs` (the adapter's cost). Peak memory is the process'
+collectors' format and read back through :mod:`rmt.check.inputs` (the adapter's cost). Peak memory is the process'
 peak RSS (``ru_maxrss``), imports included. Targets: checks ≤ 5 s and ≤ 500 MB.
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from checkers.data import RunInputs
-from checkers.latency import histogram_of
-from checkers.ratelimit import repository_limits
-from checkers.spec import build_checks
-from checkers.synthetic import PAGE, instance_trace
-from rmt.server import ZOO_REPOSITORY
+from rmt.check.data import RunInputs
+from rmt.check.latency import histogram_of
+from rmt.check.ratelimit import repository_limits
+from rmt.check.spec import build_checks
+from rmt.check.synthetic import PAGE, instance_trace
+from rmt.core.resources import ZOO_REPOSITORY
 
 
 def peak_rss_mb() -> float:
@@ -35,7 +35,7 @@ def peak_rss_mb() -> float:
 
 def soak_inputs(hours: float, n_series: int, n_streams: int, executions: int, seed: int = 0) -> RunInputs:
     """A soak's worth of inputs: memory series (one leaking), windows, and rl_high/rl_low probe traces."""
-    from checkers.data import MemorySeries, StreamWindows
+    from rmt.check.data import MemorySeries, StreamWindows
 
     rng = np.random.default_rng(seed)
     n = int(hours * 3600)
@@ -65,8 +65,8 @@ def soak_inputs(hours: float, n_series: int, n_streams: int, executions: int, se
 
 def write_rundir(path: Path, inputs: RunInputs) -> None:
     """The memory series in the collectors' format (one sample record per second with every series)."""
-    from collectors.series import SAMPLES_FILE, SERIES_FILE
-    from rmt.rundir import RunDir
+    from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
+    from rmt.core.rundir import RunDir
 
     run = RunDir(path)
     decl = [{"collector": "local", "id": i + 1, "seq": i + 1, "source": "process", "measure": "process_rss_bytes",
@@ -125,8 +125,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             write_rundir(Path(tmp), inputs)
             size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
-            from checkers.inputs import load_inputs
-            from rmt.rundir import RunDir
+            from rmt.check.inputs import load_inputs
+            from rmt.core.rundir import RunDir
 
             t = time.perf_counter()
             loaded = load_inputs(RunDir(tmp, create=False))

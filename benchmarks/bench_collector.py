@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from collectors.procfs import ProcFiles
-from collectors.series import SAMPLES_FILE
-from collectors.sidecar import DEFAULT_SOURCES, Sidecar, SidecarOptions
-from collectors.target import ServerTarget
-from rmt.rundir import RunDir
+from rmt.collect.procfs import ProcFiles
+from rmt.collect.series import SAMPLES_FILE
+from rmt.collect.sidecar import DEFAULT_SOURCES, Sidecar, SidecarOptions
+from rmt.collect.target import ServerTarget
+from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions
 
 

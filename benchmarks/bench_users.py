@@ -35,7 +35,8 @@ import tritonclient.http as httpclient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rmt.server import ZOO_REPOSITORY, EmbeddedServer, ServerOptions  # noqa: E402
+from rmt.core.resources import ZOO_REPOSITORY  # noqa: E402
+from rmt.server import EmbeddedServer, ServerOptions  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MODEL = "ident"
@@ -215,7 +216,7 @@ def main() -> int:
                     "-r", "1000", "-t", "600s", "--host", host, "--only-summary", "--loglevel", "WARNING", *extra,
                     user]
 
-        rmt_file = ROOT / "rmt_users" / "locustfile.py"
+        rmt_file = ROOT / "rmt.load" / "locustfile.py"
         contenders: list[tuple[str, Callable[[], list[str] | str]]] = [
             ("rmt http", lambda: locust(rmt_file, "HttpTraffic", server.http_url, "--rmt-scenario", str(scenario))),
             ("rmt grpc", lambda: locust(rmt_file, "GrpcTraffic", server.grpc_url, "--rmt-scenario", str(scenario))),

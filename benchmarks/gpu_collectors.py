@@ -4,7 +4,7 @@
 
 Needs an NVIDIA GPU with its driver, Python 3.12 (or any 3.10-3.12) with torch (or cupy), numpy, nvidia-ml-py, and
 rmt installed (tritonclient, psutil, prometheus-client ...); ``RMT_TRITON_HOME`` may point at an unpacked trimmed
-tritonserver (else the ``nvidia-pytriton`` wheel is used). It starts the embedded server on ``zoo/gpu``, runs the
+tritonserver (else the ``nvidia-pytriton`` wheel is used). It starts the embedded server on ``rmt/zoo/gpu``, runs the
 collector (all sources, NVML included), sends N requests to ``leak_gpu`` and N to ``leak_gpu_healthy``, and writes:
 
 - ``DIR/run/``: the run directory (manifest with GPU names/UUIDs/driver/NVML versions, series.jsonl, samples.jsonl);
@@ -27,14 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from collectors.nvml import Nvml
-from collectors.series import find_series, load_series
-from collectors.sidecar import Sidecar, SidecarOptions
-from collectors.target import ServerTarget
-from rmt.errors import RmtError
-from rmt.modelconfig import load_config_pbtxt
-from rmt.rundir import RunDir
-from rmt.server import GPU_REPOSITORY, EmbeddedServer, ServerOptions
+from rmt.collect.nvml import Nvml
+from rmt.collect.series import find_series, load_series
+from rmt.collect.sidecar import Sidecar, SidecarOptions
+from rmt.collect.target import ServerTarget
+from rmt.core.errors import RmtError
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import GPU_REPOSITORY
+from rmt.core.rundir import RunDir
+from rmt.server import EmbeddedServer, ServerOptions
 
 LEAK, TWIN = "leak_gpu", "leak_gpu_healthy"
 
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the run directory and the summaries")
     parser.add_argument("--requests", type=int, default=50, help="requests per model (default 50)")
     parser.add_argument("--interval", type=float, default=0.1, help="sampling interval in s (default 0.1)")
-    parser.add_argument("--model-repository", type=Path, default=GPU_REPOSITORY, help="default: zoo/gpu")
+    parser.add_argument("--model-repository", type=Path, default=GPU_REPOSITORY, help="default: rmt/zoo/gpu")
     args = parser.parse_args(argv)
     if args.requests < 1:
         parser.error("--requests must be at least 1")

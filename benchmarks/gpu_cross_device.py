@@ -1,7 +1,8 @@
 """Cross-device rate limiting on two GPUs: the cross_device scenario and its planted global-resource twin.
 
 Runs ``rmt run cross_device`` (per-device resource R, ``--rate-limit-resource=R:1:0 R:4:1``) and
-``rmt run cross_device_global`` (the same models with a ``global`` resource G, ``G:1``) on ``zoo/gpu``, then prints,
+``rmt run cross_device_global`` (the same models with a ``global`` resource G, ``G:1``) on ``rmt/zoo/multigpu``,
+then prints,
 per run: the cross_device verdicts, executions per device from the probe traces, the peak number of executions at once
 per device, and what the collector sampled on each GPU (samples, device memory, utilisation).
 
@@ -24,11 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from checkers import concurrency  # noqa: E402
-from checkers.data import InstanceTrace  # noqa: E402
-from checkers.inputs import TRACES_FILE, instance_traces  # noqa: E402
-from collectors.series import load_series  # noqa: E402
-from rmt.rundir import RunDir  # noqa: E402
+from rmt.check import concurrency  # noqa: E402
+from rmt.check.data import InstanceTrace  # noqa: E402
+from rmt.check.inputs import TRACES_FILE, instance_traces  # noqa: E402
+from rmt.collect.series import load_series  # noqa: E402
+from rmt.core.resources import MULTI_GPU_REPOSITORY  # noqa: E402
+from rmt.core.rundir import RunDir  # noqa: E402
 
 SCENARIOS = ("cross_device", "cross_device_global")
 
@@ -69,7 +71,7 @@ def main() -> int:
     args = ap.parse_args()
     worst = 0
     for name in SCENARIOS:
-        cmd = [sys.executable, "-m", "rmt", "run", name, "--model-repository", str(ROOT / "zoo" / "gpu"),
+        cmd = [sys.executable, "-m", "rmt", "run", name, "--model-repository", str(MULTI_GPU_REPOSITORY),
                "--out", str(args.out / name), "--expected"]
         if args.duration:
             cmd += ["--duration", str(args.duration)]

@@ -1,6 +1,6 @@
 """rmt: load generation and verdicts for NVIDIA Triton Inference Server resource management.
 
-Packages: :mod:`rmt` (CLI, embedded server, orchestration), :mod:`rmt_users` (Locust traffic),
+Packages: :mod:`rmt` (CLI, embedded server, orchestration), :mod:`rmt.load` (Locust traffic),
 :mod:`collectors` (resource sidecar), :mod:`checkers` (post-run verdicts).
 """
 

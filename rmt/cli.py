@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from rmt.commands import COMMAND_MODULES
-from rmt.errors import RmtError, ServerStartError
+from rmt.core.errors import RmtError, ServerStartError
 
 
 class OneLineParser(argparse.ArgumentParser):

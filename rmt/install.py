@@ -20,7 +20,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmt.errors import ServerError, ServerExtraMissing
+from rmt.core.errors import ServerError, ServerExtraMissing
 
 #: Environment variable naming a folder with ``pytriton/tritonserver`` and ``nvidia_pytriton.libs``.
 TRITON_HOME_ENV = "RMT_TRITON_HOME"

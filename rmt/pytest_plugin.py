@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rmt.errors import ServerExtraMissing
+from rmt.core.errors import ServerExtraMissing
 from rmt.install import find_triton_install
 from rmt.server import EmbeddedServer, ServerOptions
 

@@ -34,18 +34,12 @@ from typing import Any
 
 import psutil
 
-from rmt.errors import ConfigError, ServerStartError
+from rmt.core.errors import ConfigError, ServerStartError
+from rmt.core.procs import TritonProcess, triton_processes
+from rmt.core.resources import ZOO_REPOSITORY
 from rmt.install import PythonRuntime, TritonInstall, find_triton_install, python_runtime
-from rmt.procs import TritonProcess, triton_processes
 
 LOOPBACK = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-#: The default model repository: the zoo, every model of which loads on a CPU-only machine.
-ZOO_REPOSITORY = REPO_ROOT / "model_repository"
-#: Zoo models the server must refuse to load (kept apart so the default repository comes up READY).
-REFUSED_REPOSITORY = REPO_ROOT / "zoo" / "refused"
-#: Zoo models with KIND_GPU instances (need a GPU and torch or cupy in the stub's Python).
-GPU_REPOSITORY = REPO_ROOT / "zoo" / "gpu"
 
 WORKDIR_PREFIX = "rmt-triton-"
 OWNER_FILE = "owner.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from locust import User, constant, events, task
 
-from collectors import locust_plugin
+from rmt.collect import locust_plugin
 
 events.init_command_line_parser.add_listener(locust_plugin.add_arguments)
 events.init.add_listener(locust_plugin.register)

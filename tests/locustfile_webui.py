@@ -1,4 +1,4 @@
-"""Locustfile of the web-UI and report tests: rmt_users traffic + the collector plugin + the RMT web-UI plugin.
+"""Locustfile of the web-UI and report tests: rmt.load traffic + the collector plugin + the RMT web-UI plugin.
 
 It only composes, attaching every plugin explicitly (nothing registers at import but the listeners below)::
 
@@ -12,10 +12,10 @@ from typing import Any
 
 from locust import events
 
-from collectors import locust_plugin
 from rmt import webui
-from rmt_users import TritonHttpUser, TritonTraffic
-from rmt_users import add_arguments as traffic_arguments
+from rmt.collect import locust_plugin
+from rmt.load import TritonHttpUser, TritonTraffic
+from rmt.load import add_arguments as traffic_arguments
 
 events.init_command_line_parser.add_listener(traffic_arguments)
 events.init_command_line_parser.add_listener(locust_plugin.add_arguments)

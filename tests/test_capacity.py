@@ -18,9 +18,9 @@ from rmt.capacity.analysis import analyse, binding_resource, knee
 from rmt.capacity.ladder import SweepConfig, parse_step_name, parse_sweep, step_name, sweep_definition
 from rmt.capacity.stability import Window, is_stable, judge_step
 from rmt.capacity.steps import StepFigures
-from rmt.errors import ConfigError
-from rmt.rundir import RunDir
-from rmt.server import ZOO_REPOSITORY
+from rmt.core.errors import ConfigError
+from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.rundir import RunDir
 
 RMT = str(Path(sys.executable).parent / "rmt")
 SERVICE_S = 0.020

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checkers.base import FAIL, PASS, SKIP, Check
-from checkers.data import RunInputs
-from checkers.memory_checks import LeakCheck, PoolGrowthCheck
-from checkers.ratelimit import repository_limits
-from checkers.sched_checks import (
+from rmt.check.base import FAIL, PASS, SKIP, Check
+from rmt.check.data import RunInputs
+from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
+from rmt.check.ratelimit import repository_limits
+from rmt.check.sched_checks import (
     FairnessCheck,
     PriorityCheck,
     RateLimitCheck,
@@ -19,7 +19,7 @@ from checkers.sched_checks import (
     WarmupCheck,
     WeightsCheck,
 )
-from checkers.synthetic import instance_trace, memory_series, windows
+from rmt.check.synthetic import instance_trace, memory_series, windows
 
 ZOO = Path(__file__).resolve().parent.parent / "model_repository"
 MS = 1_000_000

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from checkers.inputs import load_inputs, memory_kind
-from checkers.spec import build_checks
-from collectors.series import SAMPLES_FILE, SERIES_FILE
-from rmt.rundir import RunDir
-from rmt_users.windows import LoadWindow, ProbeTrace
+from rmt.check.inputs import load_inputs, memory_kind
+from rmt.check.spec import build_checks
+from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
+from rmt.core.rundir import RunDir
+from rmt.load.windows import LoadWindow, ProbeTrace
 
 
 def test_memory_kind_follows_the_measures_table() -> None:
@@ -29,7 +29,7 @@ def test_memory_kind_follows_the_measures_table() -> None:
 
 
 def test_measures_are_registered_without_other_imports() -> None:
-    code = "from checkers.inputs import memory_kind; assert memory_kind('process_rss_bytes') == 'memory'"
+    code = "from rmt.check.inputs import memory_kind; assert memory_kind('process_rss_bytes') == 'memory'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -8,25 +8,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from checkers.attribution import FragmentationCheck, LeakAttributionCheck
-from checkers.base import FAIL, PASS, SKIP, Check
-from checkers.data import CounterSeries, FailureEvent, MemorySeries, ModelEvent, RunInputs, StreamWindows
-from checkers.inputs import instance_traces
-from checkers.lifecycle_checks import (
+from rmt.check.attribution import FragmentationCheck, LeakAttributionCheck
+from rmt.check.base import FAIL, PASS, SKIP, Check
+from rmt.check.data import CounterSeries, FailureEvent, MemorySeries, ModelEvent, RunInputs, StreamWindows
+from rmt.check.inputs import instance_traces
+from rmt.check.lifecycle_checks import (
     CrossDeviceCheck,
     ReadinessCheck,
     ReloadCheck,
     ReloadLimitCheck,
     WarmupExecutedCheck,
 )
-from checkers.memory_checks import LeakCheck
-from checkers.queue_checks import ConcurrencyCheck, QueuePolicyCheck
-from checkers.ratelimit import repository_limits
-from checkers.records import control_events, warmup_lines
-from checkers.sched_checks import RateLimitCheck
-from checkers.synthetic import instance_trace, memory_series
-from rmt.modelconfig import load_config_pbtxt
-from rmt.server import GPU_REPOSITORY
+from rmt.check.memory_checks import LeakCheck
+from rmt.check.queue_checks import ConcurrencyCheck, QueuePolicyCheck
+from rmt.check.ratelimit import repository_limits
+from rmt.check.records import control_events, warmup_lines
+from rmt.check.sched_checks import RateLimitCheck
+from rmt.check.synthetic import instance_trace, memory_series
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import MULTI_GPU_REPOSITORY
 
 ZOO = Path(__file__).resolve().parent.parent / "model_repository"
 MS = 1_000_000
@@ -288,7 +288,7 @@ def test_no_evidence_skips_unless_required(cls: type[Check]) -> None:
 
 
 def _xdev_rows(device0_overlap: bool) -> list[dict[str, Any]]:
-    """traces.jsonl rows of xdev_split (zoo/gpu: group 0 = 1 instance on GPU 0, group 1 = 4 on GPU 1) and xdev_hog
+    """traces.jsonl rows of xdev_split (rmt/zoo/gpu: group 0 = 1 instance on GPU 0, group 1 = 4 on GPU 1) and xdev_hog
     (2 on GPU 0): GPU 0 one execution at a time (or two at once), GPU 1 three at once."""
     rows: list[dict[str, Any]] = []
 
@@ -305,7 +305,7 @@ def _xdev_rows(device0_overlap: bool) -> list[dict[str, Any]]:
 
 
 def test_probe_traces_name_instances_of_every_group_and_budgets_hold_per_device() -> None:
-    limits = repository_limits(GPU_REPOSITORY, gpus=(0, 1))
+    limits = repository_limits(MULTI_GPU_REPOSITORY, gpus=(0, 1))
     traces = instance_traces(_xdev_rows(False), limits)
     assert sorted((t.instance, t.device) for t in traces) == [
         ("xdev_hog_0_0", 0), ("xdev_hog_0_1", 0), ("xdev_split_1_0", 1), ("xdev_split_1_1", 1), ("xdev_split_1_2", 1)]

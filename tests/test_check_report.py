@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from checkers.base import FAIL, PASS, SKIP, Verdict
-from checkers.data import RunInputs
-from checkers.memory_checks import LeakCheck
-from checkers.report import format_table, junit_tree, verdicts_document, write_outputs
-from checkers.sched_checks import StarvationCheck
-from checkers.synthetic import memory_series, windows
+from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.check.data import RunInputs
+from rmt.check.memory_checks import LeakCheck
+from rmt.check.report import format_table, junit_tree, verdicts_document, write_outputs
+from rmt.check.sched_checks import StarvationCheck
+from rmt.check.synthetic import memory_series, windows
 from rmt.cli import main
-from rmt.rundir import RunDir
+from rmt.core.rundir import RunDir
 
 
 def _verdicts() -> list[Verdict]:

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from collectors.series import find_series, load_series
-from collectors.sidecar import Sidecar, SidecarOptions
-from collectors.target import ServerTarget
 from rmt.cli import main
-from rmt.rundir import RunDir
+from rmt.collect.series import find_series, load_series
+from rmt.collect.sidecar import Sidecar, SidecarOptions
+from rmt.collect.target import ServerTarget
+from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer
 from tests.zoo_client import infer_all, wait_for
 

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checkers.memory_checks import LeakCheck
-from checkers.quantity import parse_count, parse_duration, parse_growth, parse_size, parse_warmup
-from checkers.spec import CHECKS, build_checks, describe_checks, merge_specs, parse_spec, spec_from_mapping
-from rmt.errors import ConfigError
-from rmt.measures import MEASURES
+from rmt.check.memory_checks import LeakCheck
+from rmt.check.quantity import parse_count, parse_duration, parse_growth, parse_size, parse_warmup
+from rmt.check.spec import CHECKS, build_checks, describe_checks, merge_specs, parse_spec, spec_from_mapping
+from rmt.core.errors import ConfigError
+from rmt.core.measures import MEASURES
 
 
 def by_name(spec: dict) -> dict:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from checkers.concurrency import busy_fraction_while, open_at, profile
-from checkers.fairness import fairness_index, jain_index, longest_starvation, max_min_fair_share
-from checkers.latency import cold_ratio, histogram_of, merged, p99_ratio, percentile_us
+from rmt.check.concurrency import busy_fraction_while, open_at, profile
+from rmt.check.fairness import fairness_index, jain_index, longest_starvation, max_min_fair_share
+from rmt.check.latency import cold_ratio, histogram_of, merged, p99_ratio, percentile_us
 
 alloc = st.lists(st.floats(0, 1e6), min_size=1, max_size=30)
 

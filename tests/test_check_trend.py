@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.memory_checks import LeakCheck
-from checkers.synthetic import memory_series
-from checkers.trend import bin_medians, fit_trend, floor_slope, is_leak, warmup_mask
+from rmt.check.memory_checks import LeakCheck
+from rmt.check.synthetic import memory_series
+from rmt.check.trend import bin_medians, fit_trend, floor_slope, is_leak, warmup_mask
 
 SEEDS = range(300)
 DEFAULT_LIMIT = LeakCheck().values["max_growth"] * 10_000

@@ -1,6 +1,6 @@
 """On the real tritonserver with real Locust processes: each checker FAILS on its planted zoo defect and PASSES on the
-healthy twin. Load comes from ``rmt_users`` (``locust --headless``), memory and counters from the collector sidecar
-next to it, verdicts from :func:`checkers.api.evaluate` on the run directory alone (as ``rmt check`` does).
+healthy twin. Load comes from ``rmt.load`` (``locust --headless``), memory and counters from the collector sidecar
+next to it, verdicts from :func:`rmt.check.api.evaluate` on the run directory alone (as ``rmt check`` does).
 
 CI-sized: each run is 6–14 s of load.
 """
@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from checkers.api import CheckResult, evaluate
-from collectors.sidecar import Sidecar, SidecarOptions
-from collectors.target import ServerTarget
-from rmt.rundir import RunDir
+from rmt.check.api import CheckResult, evaluate
+from rmt.collect.sidecar import Sidecar, SidecarOptions
+from rmt.collect.target import ServerTarget
+from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer
 from tests.test_users_locust import run_locust
 from tests.zoo_client import zoo_subset

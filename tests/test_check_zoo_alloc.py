@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from checkers.api import evaluate
+from rmt.check.api import evaluate
 from rmt.server import EmbeddedServer
 from tests.test_check_zoo import by_subject, load_run
 

@@ -10,10 +10,10 @@ from types import ModuleType
 
 import pytest
 
-from collectors.nvml import Nvml
-from collectors.series import SAMPLES_FILE, SERIES_FILE
-from rmt.rundir import RunDir
-from rmt.server import GPU_REPOSITORY
+from rmt.collect.nvml import Nvml
+from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
+from rmt.core.resources import GPU_REPOSITORY
+from rmt.core.rundir import RunDir
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "gpu_collectors.py"
 MIB = 2**20

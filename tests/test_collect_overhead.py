@@ -21,16 +21,16 @@ from typing import Any, ClassVar
 import psutil
 import pytest
 
-from collectors.core import Collector
-from collectors.http_get import HttpGetter
-from collectors.process_tree import USS_CPU_SHARE, ProcessTreeSource
-from collectors.procfs import ProcFiles
-from collectors.series import SAMPLES_FILE, Point, Reading, labels_of
-from collectors.source import SourceInfo
-from collectors.target import ServerTarget
-from collectors.triton_metrics import MetricsParser
-from rmt.errors import SourceUnavailable
-from rmt.rundir import RunDir
+from rmt.collect.core import Collector
+from rmt.collect.http_get import HttpGetter
+from rmt.collect.process_tree import USS_CPU_SHARE, ProcessTreeSource
+from rmt.collect.procfs import ProcFiles
+from rmt.collect.series import SAMPLES_FILE, Point, Reading, labels_of
+from rmt.collect.source import SourceInfo
+from rmt.collect.target import ServerTarget
+from rmt.collect.triton_metrics import MetricsParser
+from rmt.core.errors import SourceUnavailable
+from rmt.core.rundir import RunDir
 from tests.zoo_client import wait_for
 
 MIB = 2**20

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from collectors.core import Collector
-from collectors.http_get import HttpGetter
-from collectors.process_tree import ProcessTreeSource
-from collectors.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, SampleEncoder, SampleRecord, labels_of
-from collectors.shm import ShmSource
-from collectors.sidecar import Sidecar, SidecarOptions
-from collectors.source import SourceInfo
-from collectors.target import ServerTarget
-from rmt.errors import ConfigError, SourceUnavailable
-from rmt.rundir import RunDir, json_safe
+from rmt.collect.core import Collector
+from rmt.collect.http_get import HttpGetter
+from rmt.collect.process_tree import ProcessTreeSource
+from rmt.collect.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, SampleEncoder, SampleRecord, labels_of
+from rmt.collect.shm import ShmSource
+from rmt.collect.sidecar import Sidecar, SidecarOptions
+from rmt.collect.source import SourceInfo
+from rmt.collect.target import ServerTarget
+from rmt.core.errors import ConfigError, SourceUnavailable
+from rmt.core.rundir import RunDir, json_safe
 from tests.test_collect_overhead import pages  # noqa: F401  (fixture)
 from tests.zoo_client import wait_for
 
@@ -263,7 +263,7 @@ def shm_dir() -> Iterator[Path]:
 @pytest.mark.parametrize("settle_ns", [0, 10**9])
 def test_shm_source_follows_regions_created_grown_and_removed(shm_dir: Path, settle_ns: int,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("collectors.shm.SETTLE_NS", settle_ns)  # 0: only the folder's signature says "changed"
+    monkeypatch.setattr("rmt.collect.shm.SETTLE_NS", settle_ns)  # 0: only the folder's signature says "changed"
     source = ShmSource(ServerTarget(pid_provider=lambda: None, shm_prefix="region_"), shm_dir=shm_dir)
     assert source.open().available
 

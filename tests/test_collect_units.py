@@ -13,18 +13,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collectors.core import Collector
-from collectors.gpu import NvmlSource
-from collectors.model_stats import parse_model_stats
-from collectors.nvml import Nvml
-from collectors.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, find_series, labels_of, load_series
-from collectors.shm import ShmSource
-from collectors.source import SourceInfo
-from collectors.target import ServerTarget
-from collectors.triton_metrics import TRITON_METRICS, MetricsParser
-from rmt.errors import ConfigError, SourceUnavailable
-from rmt.measures import MEASURES
-from rmt.rundir import FILES, RunDir
+from rmt.collect.core import Collector
+from rmt.collect.gpu import NvmlSource
+from rmt.collect.model_stats import parse_model_stats
+from rmt.collect.nvml import Nvml
+from rmt.collect.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, find_series, labels_of, load_series
+from rmt.collect.shm import ShmSource
+from rmt.collect.source import SourceInfo
+from rmt.collect.target import ServerTarget
+from rmt.collect.triton_metrics import TRITON_METRICS, MetricsParser
+from rmt.core.errors import ConfigError, SourceUnavailable
+from rmt.core.measures import MEASURES
+from rmt.core.rundir import FILES, RunDir
 from tests.zoo_client import wait_for
 
 TRITON_TEXT = """\
@@ -75,8 +75,8 @@ def records(run: RunDir, source: str) -> list[dict[str, Any]]:
 
 
 def test_files_are_registered_with_documented_records() -> None:
-    assert FILES[SAMPLES_FILE].record == "collectors.series.SampleRecord"
-    assert FILES[SERIES_FILE].record == "collectors.series.SeriesRecord"
+    assert FILES[SAMPLES_FILE].record == "rmt.collect.series.SampleRecord"
+    assert FILES[SERIES_FILE].record == "rmt.collect.series.SeriesRecord"
 
 
 def test_every_triton_metric_kept_is_registered() -> None:
@@ -295,7 +295,7 @@ def test_model_stats_parse_and_malformed_answer() -> None:
 
 
 def test_nvml_is_read_at_its_own_cadence_and_rmt_collect_sets_both_cadences(tmp_path: Path) -> None:
-    from collectors.sidecar import Sidecar, SidecarOptions, build_sources
+    from rmt.collect.sidecar import Sidecar, SidecarOptions, build_sources
     from rmt.commands.collect import options_from_args
 
     assert SidecarOptions().nvml_every_s == 0.5  # the default: its docstring says what it costs and loses

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from rmt.core.resources import MULTI_GPU_REPOSITORY
 from rmt.run.orchestrate import gpu_count
-from rmt.server import GPU_REPOSITORY
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(gpu_count() < 2, reason="needs two NVIDIA GPUs")]
 
 
 def run(name: str, out: Path) -> dict[str, dict]:
     """``rmt run NAME --expected`` on the GPU zoo; the cross_device verdicts by subject (exit 0 asserted)."""
-    done = subprocess.run([sys.executable, "-m", "rmt", "run", name, "--model-repository", str(GPU_REPOSITORY),
+    done = subprocess.run([sys.executable, "-m", "rmt", "run", name, "--model-repository", str(MULTI_GPU_REPOSITORY),
                            "--out", str(out), "--expected"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]

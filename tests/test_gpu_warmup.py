@@ -1,6 +1,6 @@
 """CUDA-graph warmup on a real GPU: graphs captured per warmed shape, replayed after READY; a skipped shape is eager.
 
-``zoo/gpu/graph_gap_gpu`` captures a ``torch.cuda.CUDAGraph`` (``y = 2x + 1``) per ``graph_spec`` shape during its
+``rmt/zoo/gpu/graph_gap_gpu`` captures a ``torch.cuda.CUDAGraph`` (``y = 2x + 1``) per ``graph_spec`` shape during its
 warmup, which skips batch 4; ``graph_gap_gpu_healthy`` warms batch 1, 2 and 4. Every request's ``GRAPH`` output says
 whether it replayed a graph, and its checksum proves the replay computed on the request's own data. The run is then
 judged by the ``graph_replay`` check from the server log. Skipped without a GPU; :func:`graph_run` also runs on the
@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from checkers.data import RunInputs
-from checkers.shape_checks import GraphReplayCheck
-from rmt.modelconfig import load_config_pbtxt
-from rmt.server import GPU_REPOSITORY, EmbeddedServer, ServerOptions
+from rmt.check.data import RunInputs
+from rmt.check.shape_checks import GraphReplayCheck
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import GPU_REPOSITORY
+from rmt.server import EmbeddedServer, ServerOptions
 from tests.zoo_client import zoo_subset
 
 pynvml = pytest.importorskip("pynvml")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from rmt.server import GPU_REPOSITORY, EmbeddedServer, ServerOptions
+from rmt.core.resources import GPU_REPOSITORY
+from rmt.server import EmbeddedServer, ServerOptions
 from tests.zoo_client import infer
 
 pynvml = pytest.importorskip("pynvml")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OFFLINE = ["checkers.api", "checkers.spec", "checkers.inputs", "rmt.capacity.steps", "rmt.capacity.analysis",
-           "rmt.capacity.compare", "rmt.report", "rmt_users.windows", "collectors.series", "rmt.server"]
+OFFLINE = ["rmt.check.api", "rmt.check.spec", "rmt.check.inputs", "rmt.capacity.steps", "rmt.capacity.analysis",
+           "rmt.capacity.compare", "rmt.report", "rmt.load.windows", "rmt.collect.series", "rmt.server"]
 
 
 def test_offline_modules_import_without_locust_or_gevent() -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from checkers.lint import lint_model, lint_repository
-from checkers.ratelimit import Shortfall, effective_budgets, model_limits, parse_flags, preflight, repository_limits
+from rmt.check.lint import lint_model, lint_repository
+from rmt.check.ratelimit import Shortfall, effective_budgets, model_limits, parse_flags, preflight, repository_limits
 from rmt.cli import main
-from rmt.errors import ConfigError
-from rmt.modelconfig import load_config_pbtxt
-from rmt.server import REFUSED_REPOSITORY, ZOO_REPOSITORY
+from rmt.core.errors import ConfigError
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import REFUSED_REPOSITORY, ZOO_REPOSITORY
 
 HEAD = """
 backend: "python"

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from checkers.ratelimit import preflight
-from rmt.errors import ServerStartError
+from rmt.check.ratelimit import preflight
+from rmt.core.errors import ServerStartError
+from rmt.core.resources import ZOO_REPOSITORY
 from rmt.pytest_plugin import ServerFactory
-from rmt.server import ZOO_REPOSITORY
 
 TRITON_SENTENCE = re.compile(r'Resource count for "(?P<name>[^"]+)" is limited to (?P<limit>\d+) which will prevent '
                              r"scheduling of one or more model instances, the minimum required count is "

@@ -1,5 +1,5 @@
 """``report.html`` and ``rmt report``: built from a real short run (real tritonserver, a real headless Locust
-process with rmt_users + the collector plugin), then checked as HTML: every section with non-empty SVG data for the
+process with rmt.load + the collector plugin), then checked as HTML: every section with non-empty SVG data for the
 leak series and the latency CDFs, no external reference (opens offline), and one-line errors."""
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from rmt.rundir import RunDir
-from rmt.server import ZOO_REPOSITORY, EmbeddedServer, free_port
+from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.rundir import RunDir
+from rmt.server import EmbeddedServer, free_port
 
 RMT = str(Path(sys.executable).parent / "rmt")
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from checkers.base import FAIL, PASS, SKIP, Verdict
-from checkers.spec import spec_from_mapping
-from rmt.errors import ConfigError
+from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.check.spec import spec_from_mapping
+from rmt.core.errors import ConfigError
+from rmt.load.scenario import parse_scenario
 from rmt.run.control import set_path
 from rmt.run.definition import LOCUSTFILES, available, load_definition, retarget
 from rmt.run.orchestrate import scaled
 from rmt.run.verdicts import CAUGHT, HEALTHY, SKIPPED, UNEXPECTED, Row, format_rows, rows_for
-from rmt_users.scenario import parse_scenario
 
 SCENARIOS = ["memory_growth", "fragmentation", "rate_limit", "fairness", "priority", "warmup", "reconfig",
              "cross_device", "cross_device_global"]
@@ -27,11 +27,11 @@ def test_catalogue_is_complete_and_every_scenario_parses() -> None:
         d = load_definition(name)
         assert d.locustfile.exists(), name
         assert d.description and d.duration_s > 0
-        parse_scenario(d.raw)  # the traffic section is a valid rmt_users scenario
+        parse_scenario(d.raw)  # the traffic section is a valid rmt.load scenario
         spec_from_mapping(d.checks)  # the checks are valid check specs
     campaign = load_definition("campaign")
     gpu_only = [n for n in SCENARIOS if load_definition(n).requires_gpus]
-    assert gpu_only == ["cross_device", "cross_device_global"]  # each needs its own server flags and zoo/gpu
+    assert gpu_only == ["cross_device", "cross_device_global"]  # each needs its own server flags and rmt/zoo/multigpu
     assert [n for n, _ in campaign.scenarios] == [n for n in SCENARIOS if n not in gpu_only]
     assert sum(d for _, d in campaign.scenarios) <= 100  # make run stays within 3 minutes on 2 cores
 

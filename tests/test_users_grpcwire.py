@@ -1,4 +1,4 @@
-"""The lean gRPC connection (rmt_users.grpcwire): its HTTP/2 framing against a scripted peer, and its semantics
+"""The lean gRPC connection (rmt.load.grpcwire): its HTTP/2 framing against a scripted peer, and its semantics
 against the real tritonserver (outputs, Triton's errors, deadline, flow control, server stop and restart)."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
+from rmt.load.grpcwire import MODEL_INFER, GrpcConnection, frame, grpc_timeout, request_block
+from rmt.load.transport import CLIENT, OK, SERVER, TIMEOUT
+from rmt.load.users import split_host
 from rmt.server import EmbeddedServer
-from rmt_users.grpcwire import MODEL_INFER, GrpcConnection, frame, grpc_timeout, request_block
-from rmt_users.transport import CLIENT, OK, SERVER, TIMEOUT
-from rmt_users.users import split_host
 from tests.zoo_client import zoo_subset
 
 

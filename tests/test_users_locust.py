@@ -1,4 +1,4 @@
-"""rmt_users against the real tritonserver and real Locust processes (single process, and master + 2 workers).
+"""rmt.load against the real tritonserver and real Locust processes (single process, and master + 2 workers).
 
 Every run ends by itself (``--run-time``); helpers wait on process exit with a deadline and end leftovers by PID.
 """
@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import tritonclient.http as httpclient
 
-from rmt.rundir import RunDir
-from rmt.server import ZOO_REPOSITORY, EmbeddedServer, free_port
+from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.rundir import RunDir
+from rmt.server import EmbeddedServer, free_port
 
 LOCUST = str(Path(sys.executable).parent / "locust")
-LOCUSTFILE = str(Path(__file__).resolve().parent.parent / "rmt_users" / "locustfile.py")
+LOCUSTFILE = str(Path(__file__).resolve().parent.parent / "rmt.load" / "locustfile.py")
 
 
 def server_counts(server: EmbeddedServer, models: list[str]) -> dict[str, int]:

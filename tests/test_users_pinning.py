@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from rmt.errors import ConfigError
-from rmt_users.failures import FailureSampler, failure_record
-from rmt_users.pinning import IDLE, FreePicker, claim_stream, dedicated_slots, total_dedicated
-from rmt_users.scenario import parse_scenario
+from rmt.core.errors import ConfigError
+from rmt.load.failures import FailureSampler, failure_record
+from rmt.load.pinning import IDLE, FreePicker, claim_stream, dedicated_slots, total_dedicated
+from rmt.load.scenario import parse_scenario
 
 
 class _Engine:

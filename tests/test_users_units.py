@@ -1,4 +1,4 @@
-"""rmt_users pure parts: scenario parsing, schedules, payload encoding, window merging (no server)."""
+"""rmt.load pure parts: scenario parsing, schedules, payload encoding, window merging (no server)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from rmt.errors import ConfigError
-from rmt.measures import MEASURES
-from rmt.modelconfig import load_config_pbtxt
-from rmt.rundir import FILES
-from rmt.server import ZOO_REPOSITORY
-from rmt_users.payloads import ID_WIDTH, build_pool, grpc_id_field, resolve_stream
-from rmt_users.scenario import parse_scenario
-from rmt_users.schedule import ArrivalProcess, PhaseClock, StreamPicker
-from rmt_users.transport import classify_server_error, http_trace
-from rmt_users.windows import LoadWindow, WindowBook, WindowState
+from rmt.core.errors import ConfigError
+from rmt.core.measures import MEASURES
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.rundir import FILES
+from rmt.load.payloads import ID_WIDTH, build_pool, grpc_id_field, resolve_stream
+from rmt.load.scenario import parse_scenario
+from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
+from rmt.load.transport import classify_server_error, http_trace
+from rmt.load.windows import LoadWindow, WindowBook, WindowState
 
 PROBE = load_config_pbtxt(ZOO_REPOSITORY / "probe" / "config.pbtxt")
 
@@ -127,8 +127,8 @@ def test_window_book_hands_over_only_finished_seconds() -> None:
 
 
 def test_records_are_registered_and_documented() -> None:
-    assert FILES["windows.jsonl"].record == "rmt_users.windows.LoadWindow"
-    assert FILES["traces.jsonl"].record == "rmt_users.windows.ProbeTrace"
+    assert FILES["windows.jsonl"].record == "rmt.load.windows.LoadWindow"
+    assert FILES["traces.jsonl"].record == "rmt.load.windows.ProbeTrace"
     assert {f"load.{name}" for name in WindowState.COUNTERS} <= set(MEASURES)
     assert all(MEASURES[f"load.{name}"].unit == "count" for name in WindowState.COUNTERS)
     assert set(WindowState.COUNTERS) <= set(LoadWindow.__dataclass_fields__)

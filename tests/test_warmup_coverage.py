@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from checkers.data import RunInputs, StreamWindows
-from checkers.latency import histogram_of
-from checkers.shape_checks import GraphReplayCheck, ShapeWarmupCheck, graph_executions
-from checkers.spec import build_checks, parse_spec
-from checkers.warmup_coverage import coverage_findings, coverage_repository, load_scenario_file
+from rmt.check.data import RunInputs, StreamWindows
+from rmt.check.latency import histogram_of
+from rmt.check.shape_checks import GraphReplayCheck, ShapeWarmupCheck, graph_executions
+from rmt.check.spec import build_checks, parse_spec
+from rmt.check.warmup_coverage import coverage_findings, coverage_repository, load_scenario_file
 from rmt.cli import main
-from rmt.errors import ConfigError
-from rmt.modelconfig import load_config_pbtxt
-from rmt.server import GPU_REPOSITORY, ZOO_REPOSITORY
+from rmt.core.errors import ConfigError
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import GPU_REPOSITORY, ZOO_REPOSITORY
 from tests.test_gpu_warmup import assert_gap_vs_twin, graph_run
 
 SCENARIO: dict[str, Any] = {"traffic": {"patterns": {"b1": {"shape": [16]}, "b4": {"shape": [16], "batch_size": 4},

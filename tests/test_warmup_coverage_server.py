@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from checkers.api import evaluate
+from rmt.check.api import evaluate
 from tests.test_check_zoo import by_subject, load_run
 from tests.zoo_client import zoo_subset
 

@@ -1,6 +1,6 @@
 """The RMT tab in a real Locust web UI, driven by a real headless Chromium (Debian ``chromium`` + ``chromedriver``).
 
-A real ``locust`` process (tests/locustfile_webui.py: rmt_users + collector plugin + RMT web-UI plugin) serves its
+A real ``locust`` process (tests/locustfile_webui.py: rmt.load + collector plugin + RMT web-UI plugin) serves its
 web UI on loopback against the session's real tritonserver; Chromium fills the start form, starts the run, opens the
 RMT tab and waits (deadline, polling) until it shows live memory and stream rows. Then the run's report is rendered
 in the same browser. Screenshots go to ``$RMT_SCREENSHOTS`` (the README's come from ``RMT_SCREENSHOTS=docs``), else

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmt.load.windows import WindowState
 from rmt.webui.live import LiveMemory, LivePoint, LiveStreams
 from rmt.webui.plugin import RmtWebUI
-from rmt_users.windows import WindowState
 
 
 def _points(requests: float, leak_bytes: float, flat_bytes: float) -> list[LivePoint]:

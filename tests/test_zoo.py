@@ -10,8 +10,9 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from rmt.modelconfig import load_config_pbtxt
-from rmt.server import GPU_REPOSITORY, ZOO_REPOSITORY, EmbeddedServer, ServerOptions
+from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.resources import GPU_REPOSITORY, ZOO_REPOSITORY
+from rmt.server import EmbeddedServer, ServerOptions
 from tests.zoo_client import infer, infer_all, model_stub_rss, zoo_subset
 
 MIB = 1024 * 1024

@@ -14,8 +14,9 @@ import psutil
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from rmt.procs import triton_processes
-from rmt.server import ZOO_REPOSITORY, EmbeddedServer
+from rmt.core.procs import triton_processes
+from rmt.core.resources import ZOO_REPOSITORY
+from rmt.server import EmbeddedServer
 
 
 def zoo_subset(dest: Path, names: list[str], source: Path = ZOO_REPOSITORY) -> Path:

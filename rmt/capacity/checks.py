@@ -1,4 +1,4 @@
-"""The capacity verdict as a check of :mod:`checkers` (``slo``), registered in :data:`checkers.spec.CHECKS`.
+"""The capacity verdict as a check of :mod:`checkers` (``slo``), registered in :data:`rmt.check.spec.CHECKS`.
 
 ``slo.p99_ms = 50, slo.min_rate_per_s = 80`` judges a sweep's run directory: one verdict for all streams together
 and one per stream (model × priority × pattern), measured = the max sustainable rate under the SLO (req/s, see
@@ -12,12 +12,12 @@ import math
 import os
 from typing import Any, ClassVar
 
-from checkers.base import Check, Param, Verdict
-from checkers.data import RunInputs
-from checkers.quantity import parse_number
 from rmt.capacity.analysis import Capacity, analyse, by_scope
 from rmt.capacity.steps import step_figures
-from rmt.rundir import RunDir
+from rmt.check.base import Check, Param, Verdict
+from rmt.check.data import RunInputs
+from rmt.check.quantity import parse_number
+from rmt.core.rundir import RunDir
 
 
 def _nonneg(value: Any) -> float:

@@ -23,8 +23,8 @@ from typing import Any
 from rmt.capacity.analysis import Capacity, analyse, by_scope
 from rmt.capacity.checks import cpu_count_of
 from rmt.capacity.steps import StepFigures, step_figures
-from rmt.errors import ConfigError
-from rmt.rundir import MANIFEST, RunDir
+from rmt.core.errors import ConfigError
+from rmt.core.rundir import MANIFEST, RunDir
 
 #: machine_info keys whose difference makes two runs' numbers incomparable.
 HARDWARE_KEYS = ("cpu_model", "cpu_count", "memory_bytes", "platform", "gpus")

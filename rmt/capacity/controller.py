@@ -2,7 +2,7 @@
 stable (perf_analyzer's rule), and :class:`SweepShape`, the ``LoadTestShape`` that stops the run at saturation or
 SLO breach.
 
-Attach from a locustfile (``locustfiles/capacity.py`` does)::
+Attach from a locustfile (``rmt/scenarios/capacity.py`` does)::
 
     plugin = attach(events, __file__)                 # the scenario: traffic whose phases are the ladder
     attach_sweep(events, plugin)                      # this controller, configured from the definition's "capacity"
@@ -11,7 +11,7 @@ Attach from a locustfile (``locustfiles/capacity.py`` does)::
 
 Data: on a local runner the controller counts Locust's ``request`` events (latency in µs from the intended send,
 the issuing phase in ``context``); on a master it reads the windows every worker reports (``report_to_master``).
-Control: :meth:`rmt_users.engine.TrafficEngine.end_phase` (the additive hook of rmt_users), sent to workers as the
+Control: :meth:`rmt.load.engine.TrafficEngine.end_phase` (the additive hook of rmt.load), sent to workers as the
 ``rmt_capacity_end`` message. Each decision is appended to ``capacity_control.jsonl`` (:class:`StepDecision`).
 """
 
@@ -34,12 +34,12 @@ from locust.runners import MasterRunner, WorkerRunner
 from rmt.capacity.ladder import SweepConfig, parse_step_name, parse_sweep
 from rmt.capacity.records import CONTROL_FILE, StepDecision
 from rmt.capacity.stability import Window, is_stable, judge_step
-from rmt.errors import ConfigError
-from rmt.rundir import RunDir
-from rmt_users.engine import engine_for
-from rmt_users.scenario import parse_scenario
-from rmt_users.schedule import PhaseClock
-from rmt_users.windows import HDR_HIGHEST_US, decode_histogram, new_histogram
+from rmt.core.errors import ConfigError
+from rmt.core.rundir import RunDir
+from rmt.load.engine import engine_for
+from rmt.load.scenario import parse_scenario
+from rmt.load.schedule import PhaseClock
+from rmt.load.windows import HDR_HIGHEST_US, decode_histogram, new_histogram
 
 log = logging.getLogger(__name__)
 MSG_END = "rmt_capacity_end"

@@ -1,6 +1,6 @@
 """The sweep's settings and its ladder of step phases.
 
-A capacity definition (``locustfiles/capacity.json`` or any scenario definition) carries, beside ``traffic``::
+A capacity definition (``rmt/scenarios/capacity.json`` or any scenario definition) carries, beside ``traffic``::
 
     "capacity": {"start_rate_per_s": 20, "step_factor": 1.25, "max_steps": 12,
                  "min_step_s": 3, "max_step_s": 12, "stable_windows": 3, "stable_tolerance": 0.1,
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from rmt.errors import ConfigError
+from rmt.core.errors import ConfigError
 
 _STEP = re.compile(r"^step-(?P<index>\d+)@(?P<rate>[0-9.]+)rps$")
 

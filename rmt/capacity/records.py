@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmt.rundir import register_file
+from rmt.core.rundir import register_file
 
 CONTROL_FILE = "capacity_control.jsonl"
 

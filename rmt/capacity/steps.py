@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from collectors.series import SAMPLES_FILE, Series, load_series
 from rmt.capacity.ladder import parse_step_name
 from rmt.capacity.records import CONTROL_FILE
-from rmt.rundir import RunDir
-from rmt_users.windows import WindowState, histogram_of
+from rmt.collect.series import SAMPLES_FILE, Series, load_series
+from rmt.core.rundir import RunDir
+from rmt.load.windows import WindowState, histogram_of
 
 NS = 1_000_000_000
 STEPS_CSV = "capacity_steps.csv"

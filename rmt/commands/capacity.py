@@ -26,10 +26,10 @@ from rmt.capacity.compare import format_rows, machine_info
 from rmt.capacity.ladder import parse_sweep, sweep_definition
 from rmt.capacity.steps import STEPS_CSV, step_figures, write_csv
 from rmt.commands.server import add_server_arguments, options_from_args
-from rmt.errors import ConfigError
+from rmt.core.errors import ConfigError
+from rmt.core.rundir import RunDir
 from rmt.run.definition import load_definition, retarget
 from rmt.run.orchestrate import Orchestrator, RunRequest
-from rmt.rundir import RunDir
 
 _SWEEP_FLAGS = (("start_rate", "start_rate_per_s"), ("step_factor", "step_factor"), ("step_rate", "step_rate_per_s"),
                 ("max_steps", "max_steps"), ("min_step_s", "min_step_s"), ("max_step_s", "max_step_s"),

@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from checkers.api import evaluate as evaluate_run
-from checkers.api import run_checks
-from checkers.base import Check, Verdict
-from checkers.data import RunInputs
-from checkers.report import counts, format_table
-from checkers.spec import describe_checks, merge_specs, parse_spec, spec_from_mapping
-from rmt.errors import CheckFailed, ConfigError
+from rmt.check.api import evaluate as evaluate_run
+from rmt.check.api import run_checks
+from rmt.check.base import Check, Verdict
+from rmt.check.data import RunInputs
+from rmt.check.report import counts, format_table
+from rmt.check.spec import describe_checks, merge_specs, parse_spec, spec_from_mapping
+from rmt.core.errors import CheckFailed, ConfigError
 
 
 def register(sub: Any) -> None:
@@ -52,7 +52,7 @@ def _file_spec(path: Path) -> dict[str, Any]:
 
 
 def evaluate(checks: list[Check], inputs: RunInputs) -> list[Verdict]:
-    """Every verdict of every check (kept for callers of the old name; see :func:`checkers.api.evaluate`)."""
+    """Every verdict of every check (kept for callers of the old name; see :func:`rmt.check.api.evaluate`)."""
     return run_checks(checks, inputs)
 
 

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collectors.sidecar import DEFAULT_SOURCES, SOURCE_NAMES, Sidecar, SidecarOptions, check_interval
-from collectors.target import ServerTarget
-from rmt.errors import ConfigError
-from rmt.rundir import RunDir
-from rmt.signals import StopSignals
+from rmt.collect.sidecar import DEFAULT_SOURCES, SOURCE_NAMES, Sidecar, SidecarOptions, check_interval
+from rmt.collect.target import ServerTarget
+from rmt.core.errors import ConfigError
+from rmt.core.rundir import RunDir
+from rmt.core.signals import StopSignals
 
 
 def register(sub: Any) -> None:

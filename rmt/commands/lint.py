@@ -16,10 +16,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from checkers.lint import lint_repository
-from checkers.ratelimit import preflight
-from checkers.warmup_coverage import coverage_repository, load_scenario_file
-from rmt.errors import CheckFailed, ConfigError
+from rmt.check.lint import lint_repository
+from rmt.check.ratelimit import preflight
+from rmt.check.warmup_coverage import coverage_repository, load_scenario_file
+from rmt.core.errors import CheckFailed, ConfigError
 
 
 def register(sub: Any) -> None:
@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--coverage", action="store_true",
                    help="also report shapes that matter (graph_spec, batcher sizes) that no warmup sample exercises")
     p.add_argument("--scenario", type=Path, default=None, metavar="FILE",
-                   help="an rmt_users scenario whose shapes and batch sizes must be warmed (implies --coverage)")
+                   help="an rmt.load scenario whose shapes and batch sizes must be warmed (implies --coverage)")
     p.add_argument("--gpus", default="0", metavar="IDS",
                    help="comma-separated device ids of GPU instances without a gpus list (default 0)")
     p.set_defaults(func=cmd_lint)

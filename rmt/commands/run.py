@@ -9,7 +9,7 @@ expectation (planted defects FAIL on purpose), 3 otherwise.
 
 Scenarios: memory_growth, fragmentation, rate_limit, fairness, priority, warmup, reconfig, cross_device,
 cross_device_global, campaign
-(``locustfiles/<name>.json``), or a definition file path. ``--models a,b`` points any scenario at your own models
+(``rmt/scenarios/<name>.json``), or a definition file path. ``--models a,b`` points any scenario at your own models
 (inputs from each model's config).
 """
 
@@ -55,7 +55,7 @@ def cmd_run(args: Any) -> int:
                                       ("load_models", args.load_model)) if given}
     models = [m.strip() for m in (args.models or "").split(",") if m.strip()] if args.models is not None else []
     if args.models is not None and not models:
-        from rmt.errors import ConfigError
+        from rmt.core.errors import ConfigError
 
         raise ConfigError(f"bad --models {args.models!r}: give model names separated by commas, e.g. a,b")
     request = RunRequest(scenario=args.scenario, host=args.host, duration_s=args.duration, workers=args.workers,

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rmt.errors import ServerError
-from rmt.server import ZOO_REPOSITORY, EmbeddedServer, ServerOptions
-from rmt.signals import StopSignals
+from rmt.core.errors import ServerError
+from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.signals import StopSignals
+from rmt.server import EmbeddedServer, ServerOptions
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

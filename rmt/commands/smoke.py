@@ -20,9 +20,9 @@ from hdrh.histogram import HdrHistogram
 from tritonclient.utils import InferenceServerException
 
 from rmt.commands.server import add_server_arguments, options_from_args
-from rmt.errors import SourceUnavailable
-from rmt.modelconfig import config_from_json, example_inputs, input_specs
-from rmt.procs import stub_rss_bytes
+from rmt.core.errors import SourceUnavailable
+from rmt.core.modelconfig import config_from_json, example_inputs, input_specs
+from rmt.core.procs import stub_rss_bytes
 from rmt.server import EmbeddedServer
 
 MIB = 1024 * 1024

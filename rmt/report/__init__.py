@@ -1,7 +1,7 @@
 """The HTML report of a run directory: ``report.html``, self-contained (inline CSS and SVG), opens offline.
 
 >>> from rmt.report import write_report
->>> write_report("runs/x")            # → runs/x/report.html; rmt.errors.ConfigError on a folder that holds no run
+>>> write_report("runs/x")            # → runs/x/report.html; rmt.core.errors.ConfigError on a folder that holds no run
 
 Modules: :mod:`~rmt.report.svg` (dependency-free charts), :mod:`~rmt.report.common` (the run, read once through
 the checkers' adapters), :mod:`~rmt.report.memory` and :mod:`~rmt.report.load` (the sections),

@@ -10,11 +10,11 @@ from functools import cached_property
 from html import escape
 from typing import Any
 
-from checkers.data import RunInputs
-from checkers.inputs import TRACES_FILE, WINDOWS_FILE, load_inputs
-from checkers.report import VERDICTS_JSON
-from collectors.series import SAMPLES_FILE, Series, load_series
-from rmt.rundir import RunDir
+from rmt.check.data import RunInputs
+from rmt.check.inputs import TRACES_FILE, WINDOWS_FILE, load_inputs
+from rmt.check.report import VERDICTS_JSON
+from rmt.collect.series import SAMPLES_FILE, Series, load_series
+from rmt.core.rundir import RunDir
 
 NS = 1e9
 
@@ -31,7 +31,7 @@ class Section:
 
 @dataclass
 class RunData:
-    """One run directory, read once through the project's adapters (:mod:`checkers.inputs`, ``load_series``)."""
+    """One run directory, read once through the project's adapters (:mod:`rmt.check.inputs`, ``load_series``)."""
 
     run: RunDir
     notes: list[str] = field(default_factory=list)

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from checkers import concurrency
-from checkers.ratelimit import effective_budgets, parse_flags
+from rmt.check import concurrency
+from rmt.check.ratelimit import effective_budgets, parse_flags
+from rmt.load.windows import histogram_of
 from rmt.report import svg
 from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table, verdict_notes
-from rmt_users.windows import histogram_of
 
 #: Percentiles at which a latency CDF is drawn (dense in the tail).
 CDF_PERCENTILES = tuple(np.unique(np.concatenate([np.linspace(0.0, 90.0, 46), 100 - np.logspace(1, -3, 40),
@@ -25,7 +25,7 @@ def throughput_section(data: RunData) -> Section:
     """Completed requests per second per model over time, and each model's share of served vs demanded requests."""
     title = "Throughput and share vs demand"
     if not data.windows:
-        return Section("throughput", title, no_data("no windows.jsonl", "No rmt_users load ran in this run."),
+        return Section("throughput", title, no_data("no windows.jsonl", "No rmt.load load ran in this run."),
                        False)
     per_s: dict[str, dict[float, int]] = defaultdict(lambda: defaultdict(int))
     sent: dict[str, int] = defaultdict(int)

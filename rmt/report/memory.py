@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from checkers.data import MemorySeries
-from checkers.memory_checks import LeakCheck, PoolGrowthCheck
-from checkers.quantity import parse_warmup
-from checkers.trend import PER_REQUESTS, Trend, fit_trend
+from rmt.check.data import MemorySeries
+from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
+from rmt.check.quantity import parse_warmup
+from rmt.check.trend import PER_REQUESTS, Trend, fit_trend
 from rmt.report import svg
 from rmt.report.common import NS, Raw, RunData, Section, fmt_bytes, no_data, table, verdict_notes
 
@@ -74,7 +74,7 @@ def memory_section(data: RunData) -> Section:
     if not memory:
         why = "; ".join(n for n in data.inputs.notes if "memory" in n or "samples" in n) or "no memory series"
         return Section("memory", "Memory vs completed requests", no_data(why, "Run a collector beside the load "
-                                                                        "(collectors.locust_plugin or rmt collect)."),
+                                                                        "(rmt.collect.locust_plugin or rmt collect)."),
                        False)
     verdicts = _verdicts_by_subject(data)
     memory.sort(key=lambda s: _rank(s, verdicts.get(s.name)))
@@ -126,7 +126,7 @@ def phase_section(data: RunData) -> Section:
     memory = [s for s in data.inputs.memory if np.isfinite(s.values).any()]
     if not data.phases:
         return Section("phases", title, no_data("no request windows, so no phases",
-                                                "Phases come from windows.jsonl (rmt_users)."), False)
+                                                "Phases come from windows.jsonl (rmt.load)."), False)
     if not memory:
         return Section("phases", title, no_data("no memory series"), False)
     t0 = data.t0_ns / NS

@@ -8,14 +8,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from checkers.report import VERDICTS_JSON
-from rmt.errors import ConfigError
+from rmt.check.report import VERDICTS_JSON
+from rmt.core.errors import ConfigError
+from rmt.core.rundir import MANIFEST, RunDir
 from rmt.report.capacity import capacity_section
 from rmt.report.common import Raw, RunData, Section, no_data, table
 from rmt.report.load import concurrency_section, latency_section, throughput_section, warmup_section
 from rmt.report.memory import memory_section, phase_section
 from rmt.report.svg import fmt_tick
-from rmt.rundir import MANIFEST, RunDir
 
 REPORT_HTML = "report.html"
 

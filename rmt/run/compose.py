@@ -1,4 +1,4 @@
-"""Compose a ready scenario in a locustfile: traffic (:mod:`rmt_users`), the collector (:mod:`collectors`),
+"""Compose a ready scenario in a locustfile: traffic (:mod:`rmt.load`), the collector (:mod:`collectors`),
 model-control actions and the checks, all attached explicitly. A locustfile is three lines::
 
     from locust import events
@@ -17,6 +17,7 @@ scenarios send failing requests on purpose.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
@@ -26,15 +27,15 @@ from typing import Any
 import gevent
 from locust.runners import WorkerRunner
 
-from collectors import locust_plugin
-from rmt.errors import RmtError
+from rmt.collect import locust_plugin
+from rmt.core.errors import RmtError
+from rmt.core.rundir import RunDir
+from rmt.load import TritonTraffic
+from rmt.load import add_arguments as traffic_arguments
+from rmt.load.users import split_host
 from rmt.run.control import TritonControl, run_load, run_reload
 from rmt.run.definition import ScenarioDef, load_definition, retarget
 from rmt.run.verdicts import judge_run
-from rmt.rundir import RunDir
-from rmt_users import TritonTraffic
-from rmt_users import add_arguments as traffic_arguments
-from rmt_users.users import split_host
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ScenarioPlugin:
 
     # -- options -----------------------------------------------------------------------------------------------------
     def add_arguments(self, parser: Any) -> None:
-        """``init_command_line_parser``: rmt_users', the collectors' and the scenario's own options."""
+        """``init_command_line_parser``: rmt.load', the collectors' and the scenario's own options."""
         traffic_arguments(parser)
         locust_plugin.add_arguments(parser)
         group = parser.add_argument_group(f"rmt scenario {self.definition.name}")
@@ -173,7 +174,7 @@ class ScenarioPlugin:
             print(f"rmt: error: {exc}", file=sys.stderr, flush=True)
             environment.process_exit_code = exc.exit_code
             return
-        from checkers.report import format_table
+        from rmt.check.report import format_table
 
         print(format_table(verdicts), file=sys.stderr, flush=True)
         for note in notes:
@@ -186,9 +187,34 @@ RELOAD_FINISH_S = 120.0
 """How long the checks wait at quit for a reload that is still under way."""
 
 
+def definition_named_on_command_line(argv: list[str] | None = None) -> Path | None:
+    """The definition file named by ``--rmt-definition FILE`` (or ``=FILE``) in ``argv``, else by
+    ``LOCUST_RMT_DEFINITION``; None when neither names one. Read at import, before Locust parses its options."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(args):
+        if arg == "--rmt-definition" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--rmt-definition="):
+            return Path(arg.split("=", 1)[1])
+    named = os.environ.get("LOCUST_RMT_DEFINITION", "")
+    return Path(named) if named else None
+
+
 def attach(events: Any, locustfile: str | Path) -> ScenarioPlugin:
-    """Attach the scenario defined beside ``locustfile`` (same name, ``.json``) to Locust's ``events``."""
-    plugin = ScenarioPlugin(load_definition(Path(locustfile).with_suffix(".json")))
+    """Attach the scenario defined beside ``locustfile`` (same name, ``.json``) to Locust's ``events``; a locustfile
+    with no definition beside it takes the one named by ``--rmt-definition`` / ``LOCUST_RMT_DEFINITION``."""
+    beside = Path(locustfile).with_suffix(".json")
+    named = definition_named_on_command_line()
+    source = beside if beside.is_file() else named
+    if source is None:
+        print(f"rmt: error: no scenario definition for {locustfile}: put {beside.name} beside it or pass "
+              "--rmt-definition FILE", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    try:
+        plugin = ScenarioPlugin(load_definition(source))
+    except RmtError as exc:
+        print(f"rmt: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_code) from None
     events.init_command_line_parser.add_listener(plugin.add_arguments)
     events.init.add_listener(plugin.on_init)
     return plugin

@@ -1,6 +1,6 @@
-"""Scenario definitions: ``locustfiles/<name>.json`` read into a :class:`ScenarioDef` (no Locust import).
+"""Scenario definitions: ``rmt/scenarios/<name>.json`` read into a :class:`ScenarioDef` (no Locust import).
 
-A definition file is a traffic scenario (the :mod:`rmt_users.scenario` format, under ``"traffic"``) plus::
+A definition file is a traffic scenario (the :mod:`rmt.load.scenario` format, under ``"traffic"``) plus::
 
     {"description": "one line for the catalogue",
      "traffic": {...},
@@ -11,7 +11,7 @@ A definition file is a traffic scenario (the :mod:`rmt_users.scenario` format, u
              "expect": [{"check": "leak", "subject": "*model=leak_host,*", "status": "fail", "why": "..."}],
              "requires_gpus": 0}}
 
-``checks`` is the checkers' spec mapping (see :mod:`checkers.spec`); ``run.server`` names the
+``checks`` is the checkers' spec mapping (see :mod:`rmt.check.spec`); ``run.server`` names the
 :class:`~rmt.server.ServerOptions` fields the scenario needs from an embedded server; ``run.actions`` are
 model-control steps run by the Locust master (:mod:`rmt.run.control`); ``run.expect`` marks the verdicts that are
 planted defects caught on purpose (every other verdict is expected to pass). ``campaign.json`` instead lists
@@ -27,10 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmt.errors import ConfigError
+from rmt.core.errors import ConfigError
+from rmt.core.resources import SCENARIOS
 
-#: The folder of the ready scenarios (``locustfiles/`` at the repository root).
-LOCUSTFILES = Path(__file__).resolve().parent.parent.parent / "locustfiles"
+#: The folder of the ready scenarios (package data: ``rmt/scenarios``).
+LOCUSTFILES = SCENARIOS
+#: The locustfile that composes any definition handed to it with ``--rmt-definition`` (or ``LOCUST_RMT_DEFINITION``):
+#: a user's definition with no locustfile of its own beside it runs through this one.
+ANY_LOCUSTFILE = SCENARIOS / "any.py"
 CAMPAIGN = "campaign"
 _SERVER_KEYS = ("rate_limit", "rate_limit_resources", "model_control_mode", "load_models", "metrics_interval_ms",
                 "log_verbose", "extra_args")
@@ -60,6 +64,8 @@ class ScenarioDef:
     description: str
     raw: dict[str, Any]
     """The whole file as parsed JSON (the locustfile passes it to the traffic coordinator)."""
+    path: Path | None = None
+    """The definition file it was read from (None: built in memory)."""
     users: int = 8
     spawn_rate: float = 100.0
     duration_s: float = 20.0
@@ -72,8 +78,11 @@ class ScenarioDef:
 
     @property
     def locustfile(self) -> Path:
-        """The locustfile that composes this scenario."""
-        return LOCUSTFILES / f"{self.name}.py"
+        """The locustfile that composes this scenario: the one beside its definition, else :data:`ANY_LOCUSTFILE`."""
+        if self.path is not None and self.path.with_suffix(".py").is_file():
+            return self.path.with_suffix(".py")
+        own = LOCUSTFILES / f"{self.name}.py"
+        return own if self.path is None and own.is_file() else ANY_LOCUSTFILE
 
     @property
     def checks(self) -> dict[str, Any]:
@@ -86,7 +95,7 @@ class ScenarioDef:
 
 
 def available() -> list[str]:
-    """Names of the ready scenarios (``locustfiles/*.json``)."""
+    """Names of the ready scenarios (``rmt/scenarios/*.json``)."""
     return sorted(p.stem for p in LOCUSTFILES.glob("*.json"))
 
 
@@ -102,7 +111,7 @@ def _expectations(items: Any, origin: str) -> tuple[Expectation, ...]:
     return tuple(out)
 
 
-def parse_definition(name: str, data: Any, origin: str) -> ScenarioDef:
+def parse_definition(name: str, data: Any, origin: str, path: Path | None = None) -> ScenarioDef:
     """A :class:`ScenarioDef` from a parsed definition file; ConfigError names the key and the fix."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a scenario definition is a JSON object with traffic, checks and run")
@@ -119,7 +128,7 @@ def parse_definition(name: str, data: Any, origin: str) -> ScenarioDef:
     if "traffic" not in data and not scenarios:
         raise ConfigError(f"{origin}: no traffic section: add \"traffic\": {{\"streams\": [...]}}")
     return ScenarioDef(
-        name=name, description=str(data.get("description", "")), raw=data,
+        name=str(data.get("name") or name), description=str(data.get("description", "")), raw=data, path=path,
         users=int(run.get("users", 8)), spawn_rate=float(run.get("spawn_rate", 100)),
         duration_s=float(run.get("duration_s", 20)), server=server,
         actions=tuple(dict(a) for a in run.get("actions", [])),
@@ -141,7 +150,7 @@ def load_definition(name_or_path: str | Path) -> ScenarioDef:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"scenario {path} is not valid JSON (line {exc.lineno}: {exc.msg}): fix the file") from exc
-    return parse_definition(path.stem, data, str(path))
+    return parse_definition(path.stem, data, str(path), path.resolve())
 
 
 def retarget(definition: ScenarioDef, models: list[str]) -> ScenarioDef:
@@ -162,5 +171,5 @@ def retarget(definition: ScenarioDef, models: list[str]) -> ScenarioDef:
     server = {k: v for k, v in definition.server.items() if k not in ("load_models",)}
     if server.get("model_control_mode") == "explicit":
         server["load_models"] = [] if actions else list(models)
-    return ScenarioDef(definition.name, definition.description, raw, definition.users, definition.spawn_rate,
-                       definition.duration_s, server, actions, (), definition.requires_gpus)
+    return ScenarioDef(definition.name, definition.description, raw, definition.path, definition.users,
+                       definition.spawn_rate, definition.duration_s, server, actions, (), definition.requires_gpus)

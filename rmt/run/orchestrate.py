@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from checkers.records import MODEL_LINES, SERVER_LOG
-from rmt.errors import ConfigError, RmtError
+from rmt.check.records import MODEL_LINES, SERVER_LOG
+from rmt.core.errors import ConfigError, RmtError
+from rmt.core.rundir import RunDir
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.verdicts import Row, format_rows, judge_run, rows_for
-from rmt.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions, free_port
 
 _LOCUST_SCRIPT = Path(sys.executable).parent / "locust"
@@ -197,7 +197,7 @@ class Orchestrator:
         if self._gpus >= definition.requires_gpus:
             return None
         return (f"{definition.name} needs {definition.requires_gpus} GPUs, found {self._gpus}: run it on a "
-                f"multi-GPU host with the zoo/gpu repository")
+                f"multi-GPU host with the rmt/zoo/gpu repository")
 
     def _all(self, plan: list[tuple[ScenarioDef, Path]], server: EmbeddedServer | None) -> int:
         results: list[ScenarioRun] = []
@@ -213,7 +213,7 @@ class Orchestrator:
     def run_scenario(self, definition: ScenarioDef, run_dir: Path, server: EmbeddedServer | None) -> ScenarioRun:
         """One Locust run of ``definition`` into ``run_dir``, then its verdicts (and report)."""
         rd = RunDir(run_dir)
-        (run_dir / DEFINITION_FILE).write_text(json.dumps(definition.raw, indent=1) + "\n")
+        (run_dir / DEFINITION_FILE).write_text(json.dumps({**definition.raw, "name": definition.name}, indent=1) + "\n")
         host = server.http_url if server is not None else str(self.request.host)
         rd.update_manifest(
             command=sys.argv, rmt_run={"scenario": definition.name, "duration_s": definition.duration_s,
@@ -255,17 +255,19 @@ class Orchestrator:
         else:
             args += ["--headless", "--only-summary"]
         procs: list[subprocess.Popen[bytes]] = []
+        env = dict(os.environ, LOCUST_RMT_DEFINITION=str(run_dir / DEFINITION_FILE))  # workers read it at import
         log = (run_dir / LOCUST_LOG).open("ab")
         try:
             if self.request.workers:
                 port = free_port()
                 args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
                          "--expect-workers", str(self.request.workers), "--expect-workers-max-wait", "60"]
-            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env))
             for _ in range(self.request.workers):
                 procs.append(subprocess.Popen(
                     [*LOCUST, "-f", str(definition.locustfile), "--worker", "--master-host", "127.0.0.1",
-                     "--master-port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                     "--master-port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    env=env))
             code = self._watch(definition, run_dir, procs[0])
             for worker in procs[1:]:
                 with contextlib.suppress(subprocess.TimeoutExpired):

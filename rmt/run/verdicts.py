@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from checkers.api import evaluate
-from checkers.base import FAIL, PASS, SKIP, Verdict
-from checkers.report import format_table
-from checkers.spec import merge_specs, parse_spec
+from rmt.check.api import evaluate
+from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.check.report import format_table
+from rmt.check.spec import merge_specs, parse_spec
 from rmt.run.definition import ScenarioDef
 
 _SERIES = re.compile(r"^(?P<measure>[\w:]+)\{[^}]*\binstance=(?P<instance>[^,}]+)[^}]*\}(?P<rest>.*)$")
@@ -23,7 +23,7 @@ CAUGHT, HEALTHY, SKIPPED, UNEXPECTED = "defect caught", "healthy", "not judged",
 
 def judge_run(run_dir: Path, checks: Mapping[str, Any] | None = None, extra: Sequence[str] = ()
               ) -> tuple[list[Verdict], list[str]]:
-    """Evaluate the checks of a run directory through :func:`checkers.api.evaluate` (``extra`` command-line specs >
+    """Evaluate the checks of a run directory through :func:`rmt.check.api.evaluate` (``extra`` command-line specs >
     the run's scenario checks > ``checks``), write ``verdicts.json`` and ``junit.xml``; (verdicts, notes)."""
     spec = merge_specs(*(parse_spec(text) for text in extra)) if extra else None
     with warnings.catch_warnings():  # scipy's degenerate-sample warnings: the verdicts already say "too few"
@@ -89,7 +89,7 @@ def _per(measure: str) -> str:
 
 def format_rows(rows: Sequence[Row]) -> str:
     """The verdict table a newcomer reads: what was judged, what was expected, and whether it matched."""
-    from checkers.report import _unit  # the unit of a measure, from the one measures table
+    from rmt.check.report import _unit  # the unit of a measure, from the one measures table
 
     header = ("SCENARIO", "CHECK", "SUBJECT", "STATUS", "EXPECTED", "MEASURED", "THRESHOLD", "OUTCOME")
     table = [header] + [

@@ -4,7 +4,7 @@ Pure data structures (no Flask, no Locust) fed by :mod:`rmt.webui.plugin`:
 
 - :class:`LiveMemory` keeps, per memory series, a bounded history of ``(t_s, completed requests, bytes)`` from the
   collectors' latest points, and computes *now*, *Δ since start*, the slope, and a **live verdict preview**: the
-  leak check's own statistic (:func:`checkers.trend.fit_trend` + :func:`checkers.trend.is_leak` at the leak check's
+  leak check's own statistic (:func:`rmt.check.trend.fit_trend` + :func:`rmt.check.trend.is_leak` at the leak check's
   default threshold) on the data so far.
 - :class:`LiveStreams` keeps per-second, per-stream counts and µs HDR histograms (from Locust ``request`` events in a
   local run, or from the windows workers ship to the master in a distributed one) and gives rate and p50/p99.
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from checkers.inputs import COMPLETED, memory_kind
-from checkers.memory_checks import LeakCheck, PoolGrowthCheck
-from checkers.trend import PER_REQUESTS, Trend, fit_trend, is_leak
+from rmt.check.inputs import COMPLETED, memory_kind
+from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
+from rmt.check.trend import PER_REQUESTS, Trend, fit_trend, is_leak
+from rmt.load.windows import HDR_HIGHEST_US, new_histogram
 from rmt.report.common import fmt_bytes, fmt_us
-from rmt_users.windows import HDR_HIGHEST_US, new_histogram
 
 HISTORY = 3600
 """Samples kept per memory series (older ones are thinned, keeping every other one)."""
@@ -46,7 +46,7 @@ class LivePoint:
 
 
 def series_key(measure: str, labels: Mapping[str, str]) -> str:
-    """``measure{label=value,...}`` without the volatile ``pid`` (as :func:`checkers.inputs.series_name`)."""
+    """``measure{label=value,...}`` without the volatile ``pid`` (as :func:`rmt.check.inputs.series_name`)."""
     shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "pid")
     return f"{measure}{{{shown}}}" if shown else measure
 

@@ -3,9 +3,9 @@
 ::
 
     from locust import events
-    from collectors import locust_plugin
+    from rmt.collect import locust_plugin
     from rmt import webui
-    from rmt_users import TritonTraffic
+    from rmt.load import TritonTraffic
 
     @events.init.add_listener
     def _attach(environment, **_kw):
@@ -35,14 +35,14 @@ from typing import Any
 import gevent
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from rmt.load.windows import NS_PER_S, WindowState
 from rmt.report import svg
 from rmt.webui.live import LiveMemory, LivePoint, LiveStreams, summary_row
-from rmt_users.windows import NS_PER_S, WindowState
 
 log = logging.getLogger(__name__)
 TAB_KEY = "rmt"
 COLLECTOR_TAB_KEY = "rmt-resources"
-"""The collector plugin's own tab (:data:`collectors.locust_plugin.TAB_KEY`), folded into ours."""
+"""The collector plugin's own tab (:data:`rmt.collect.locust_plugin.TAB_KEY`), folded into ours."""
 CHARTS_PATH = "/rmt/charts"
 STRUCTURE = [{"key": "section", "title": "Section"}, {"key": "subject", "title": "Series / stream"},
              {"key": "now", "title": "Now"}, {"key": "delta", "title": "Δ since start / totals"},
@@ -58,7 +58,7 @@ def add_arguments(parser: Any) -> None:
 
 
 def collector_points(collectors: Any) -> list[LivePoint]:
-    """The latest value of every series of a :class:`collectors.locust_plugin.LocustCollectors` (embedded sidecar
+    """The latest value of every series of a :class:`rmt.collect.locust_plugin.LocustCollectors` (embedded sidecar
     and polled remotes); NaN where a value is missing."""
     if collectors is None:
         return []
@@ -84,7 +84,7 @@ class RmtWebUI:
     """Live memory and stream rows for the RMT tab, the chart page, and their Flask routes."""
 
     def __init__(self, *, collectors: Any = None, clock: Any = time.time) -> None:
-        """``collectors``: what :func:`collectors.locust_plugin.register` returned (None: no memory rows);
+        """``collectors``: what :func:`rmt.collect.locust_plugin.register` returned (None: no memory rows);
         ``clock``: epoch seconds. Stream rows come through Locust's events (``request``, ``worker_report``)."""
         self.collectors = collectors
         self.clock = clock
@@ -153,7 +153,7 @@ class RmtWebUI:
         self.streams.on_request(name, self.clock(), float(response_time) * 1000.0, exception is None)
 
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
-        """``worker_report`` (master): the windows a worker closed since its last report (rmt_users' wire form)."""
+        """``worker_report`` (master): the windows a worker closed since its last report (rmt.load' wire form)."""
         for key, wire in (data.get("rmt") or {}).get("windows", []):
             state = WindowState.from_wire(wire)
             counts = dict(zip(WindowState.COUNTERS, state.counts, strict=True))

@@ -1,1 +1,0 @@
-../../../zoo/zoo_model.py

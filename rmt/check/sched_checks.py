@@ -1,0 +1,286 @@
+"""Scheduling checks: rate-limit accounting, fairness, starvation, rate-limiter weights, request priority, warmup."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from rmt.check import concurrency, fairness, latency
+from rmt.check.base import FAIL, PASS, Check, Param, Verdict
+from rmt.check.data import InstanceTrace, RunInputs, StreamWindows
+from rmt.check.quantity import parse_duration, parse_number
+from rmt.check.queue_checks import budget_param
+from rmt.check.ratelimit import effective_budgets, parse_flags
+
+
+def _nonneg(value: Any) -> float:
+    return parse_number(value)
+
+
+def _unit_interval(value: Any) -> float:
+    return parse_number(value, high=1.0, inclusive_low=False)
+
+
+def _positive(value: Any) -> float:
+    return parse_number(value, inclusive_low=False)
+
+
+def _backlogged(w: StreamWindows) -> bool:
+    """A stream that had requests waiting in at least half of its windows wanted more than it got."""
+    return bool(len(w.pending)) and float(np.mean(np.asarray(w.pending) > 0)) >= 0.5
+
+
+def _model_weight(run: RunInputs, model: str) -> float:
+    """The rate-limiter weight of a model (1/priority of its instances), 1 without the rate limiter."""
+    limits = run.models.get(model)
+    if not run.rate_limiter_on or limits is None or not limits.priority:
+        return 1.0
+    return 1.0 / min(limits.priority.values())
+
+
+class RateLimitCheck(Check):
+    """(a) From probe traces: resources held by executing instances never exceed the budget, per device."""
+
+    name = "rate_limit"
+    summary = "resources held by executing instances at any instant vs the rate-limiter budget"
+    measure = "rate_limit_peak_held_count"
+    unit = "count"
+    params = (Param("tolerance", 0, _nonneg, "resource units above the budget still tolerated"),
+              budget_param("budget to judge against (NAME:COUNT[:DEVICE] …) even without the server's rate "
+                           "limiter; default: the server's flags"))
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per (resource, device) that traced instances hold."""
+        declared = list(self.values["budget"])
+        if not run.rate_limiter_on and not declared:
+            return self.no_evidence("rate limiter", "the server ran without --rate-limit=execution_count: nothing "
+                                    "to account")
+        budgets, _ = effective_budgets(run.models.values(), parse_flags(declared or run.rate_limit_flags))
+        held: dict[tuple[str, int | None], list[tuple[InstanceTrace, int]]] = defaultdict(list)
+        for trace in run.traces:
+            limits = run.models.get(trace.model)
+            for need in limits.needs.get(trace.instance, ()) if limits else ():
+                held[(need.name, None if need.global_ else trace.device)].append((trace, need.count))
+        if not held:
+            return self.no_evidence("probe traces of instances that hold rate-limiter resources")
+        return [self._judge(key, held[key], budgets.get(key, 0)) for key in sorted(held, key=str)]
+
+    def _judge(self, key: tuple[str, int | None], holders: list[tuple[InstanceTrace, int]], budget: int) -> Verdict:
+        resource, device = key
+        starts = np.concatenate([t.start_ns for t, _ in holders])
+        ends = np.concatenate([t.end_ns for t, _ in holders])
+        weights = np.concatenate([np.full(len(t.start_ns), c, dtype=float) for t, c in holders])
+        names = [t.instance for t, _ in holders for _ in range(len(t.start_ns))]
+        prof = concurrency.profile(starts, ends, weights)
+        limit = budget + self.values["tolerance"]
+        where = "global" if device is None else f"device {device}"
+        subject = f"{resource}@{where}"
+        evidence: dict[str, Any] = {"budget": budget, "executions": len(starts),
+                                    "instances": sorted({t.instance for t, _ in holders}),
+                                    "time_above_budget_ns": prof.time_above_ns(limit)}
+        first = prof.first_above(limit)
+        if first is None:
+            return self.verdict(subject, prof.peak, limit,
+                                f"at most {prof.peak:g} of {budget} {resource} held on {where} at any instant",
+                                evidence)
+        t = int(prof.t_ns[first])
+        open_now = concurrency.open_at(t, starts, ends)
+        evidence.update(first_violation_ns=t,
+                        executing=sorted({names[i] for i in np.flatnonzero(open_now).tolist()}))
+        return self.verdict(subject, prof.peak, limit,
+                            f"{prof.peak:g} {resource} held on {where} at once but the budget is {budget}: "
+                            f"the rate limiter let {len(evidence['executing'])} instances run together", evidence)
+
+
+class FairnessCheck(Check):
+    """Served share vs (weighted) max-min fair share of each model's demand → Jain's index."""
+
+    name = "fairness"
+    summary = "Jain's index of served / max-min fair share across models"
+    measure = "fairness_jain_index"
+    comparison = ">="
+    params = (Param("min_jain", 0.9, _unit_interval, "lowest tolerated Jain's index (1 = perfectly fair)"),)
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict over all models with traffic."""
+        by_model: dict[str, list[StreamWindows]] = defaultdict(list)
+        for w in run.windows:
+            by_model[w.model].append(w)
+        if len(by_model) < 2:
+            return self.no_evidence("request windows of at least two models")
+        models = sorted(by_model)
+        served = [float(sum(np.sum(w.completed) for w in by_model[m])) for m in models]
+        demand = [math.inf if any(_backlogged(w) for w in by_model[m]) else float(sum(np.sum(w.sent)
+                                                                                   for w in by_model[m]))
+                  for m in models]
+        weights = [_model_weight(run, m) for m in models]
+        index, fair = fairness.fairness_index(served, demand, weights)
+        shares = {m: {"served": s, "fair_share": f, "demand": None if math.isinf(d) else d, "weight": wt}
+                  for m, s, f, d, wt in zip(models, served, fair.tolist(), demand, weights, strict=True)}
+        worst = min(shares, key=lambda m: shares[m]["served"] / shares[m]["fair_share"]
+                    if shares[m]["fair_share"] > 0 else math.inf)
+        return [self.verdict(", ".join(models), index, self.values["min_jain"],
+                             f"Jain's index {index:.3f} over {len(models)} models; least served vs its fair share: "
+                             f"{worst} ({shares[worst]['served']:.0f} of {shares[worst]['fair_share']:.0f})",
+                             {"models": shares})]
+
+
+class StarvationCheck(Check):
+    """Longest stretch with no completion while requests were pending, per stream."""
+
+    name = "starvation"
+    summary = "longest gap without a completion while requests were pending"
+    measure = "starvation_gap_s"
+    unit = "s"
+    params = (Param("max_gap", "5s", parse_duration, "longest tolerated starvation gap"),
+              Param("window", "1s", parse_duration, "length of a request window"))
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per stream."""
+        if not run.windows:
+            return self.no_evidence("request windows")
+        out = []
+        for w in run.windows:
+            gap = fairness.longest_starvation(w.t_s, w.completed, w.pending, self.values["window"])
+            when = "" if math.isnan(gap.start_s) else f" from t={gap.start_s:.0f} s"
+            out.append(self.verdict(w.stream, gap.length_s, self.values["max_gap"],
+                                    f"{w.model}: longest stretch without a completion while requests were pending "
+                                    f"is {gap.length_s:g} s{when}", {"start_s": gap.start_s, "model": w.model}))
+        return out
+
+
+def _expected_pairs(text: str) -> tuple[tuple[str, str, float], ...]:
+    """``'a/b=2 c/d=1.5'`` → ``(("a", "b", 2.0), ("c", "d", 1.5))``; ValueError naming the fix otherwise."""
+    out = []
+    for item in text.split():
+        names, _, ratio = item.partition("=")
+        hi, _, lo = names.partition("/")
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = math.nan
+        if not hi or not lo or not value > 0:
+            raise ValueError(f"{item!r}: write HIGH/LOW=RATIO, e.g. rl_high/rl_low=2")
+        out.append((hi, lo, value))
+    return tuple(out)
+
+
+class WeightsCheck(Check):
+    """Triton QA's weighted-priority expectation: completions follow rate-limiter weights (1 vs 2 → ratio ≈ 2)."""
+
+    name = "weights"
+    summary = "completion ratio of models sharing a resource vs their rate-limiter weight ratio"
+    measure = "weight_ratio_achieved"
+    comparison = ">="
+    params = (Param("min_ratio", 0.9, _positive,
+                    "lowest tolerated observed/expected completion ratio (0.9 × 2 = Triton QA's 1.8)"),
+              Param("expect", "", lambda v: _expected_pairs(str(v)),
+                    "pairs judged against the ratio a deployment intends, whatever the configs say: "
+                    "'HIGH/LOW=RATIO …' (e.g. 'a/b=2'); backlogged pairs of different configured weights are "
+                    "judged too"))
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per pair of backlogged models with different weights that share a resource, and per
+        ``expect`` pair."""
+        served: dict[str, float] = defaultdict(float)
+        backlogged: set[str] = set()
+        for w in run.windows:
+            served[w.model] += float(np.sum(w.completed))
+            if _backlogged(w):
+                backlogged.add(w.model)
+        resources: dict[str, set[str]] = {m: {n.name for needs in lim.needs.values() for n in needs}
+                                          for m, lim in run.models.items()}
+        pairs = []
+        for a in sorted(backlogged):
+            for b in sorted(backlogged):
+                wa, wb = _model_weight(run, a), _model_weight(run, b)
+                if wa > wb and resources.get(a, set()) & resources.get(b, set()):
+                    pairs.append((a, b, wa / wb))
+        for hi, lo, ratio in self.values["expect"]:
+            if hi in served and lo in served:
+                pairs = [p for p in pairs if {p[0], p[1]} != {hi, lo}] + [(hi, lo, ratio)]
+        if not pairs:
+            return self.no_evidence("backlogged models with different rate-limiter weights sharing a resource")
+        out = []
+        for hi, lo, expected in pairs:
+            observed = served[hi] / served[lo] if served[lo] > 0 else math.inf
+            achieved = observed / expected
+            out.append(self.verdict(f"{hi} vs {lo}", achieved, self.values["min_ratio"],
+                                    f"{hi} completed {observed:.2f}× as many requests as {lo}; weights expect "
+                                    f"{expected:g}× (need ≥ {self.values['min_ratio'] * expected:.2f}×)",
+                                    {"completed": {hi: served[hi], lo: served[lo]}, "expected_ratio": expected}))
+        return out
+
+
+class PriorityCheck(Check):
+    """Under contention, the highest request priority's p99 is below the lowest priority's p99."""
+
+    name = "priority"
+    summary = "p99 latency of the highest request priority / p99 of the lowest, per model"
+    measure = "priority_p99_ratio"
+    params = (Param("max_p99_ratio", 1.0, _positive, "largest tolerated p99(high) / p99(low)"),)
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per model whose streams use at least two priority levels."""
+        levels: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        for w in run.windows:
+            if w.priority is not None and w.latency_steady is not None:
+                levels[w.model][w.priority].append(w.latency_steady)
+        models = {m: lv for m, lv in levels.items() if len(lv) >= 2}
+        if not models:
+            return self.no_evidence("latency histograms of one model at two or more request priorities")
+        out = []
+        for model, lv in sorted(models.items()):
+            high, low = min(lv), max(lv)
+            h, lo = latency.merged(lv[high]), latency.merged(lv[low])
+            ratio = latency.p99_ratio(h, lo)
+            p99h, p99l = latency.percentile_us(h, 99), latency.percentile_us(lo, 99)
+            out.append(self.verdict(model, ratio, self.values["max_p99_ratio"],
+                                    f"priority {high} p99 {p99h / 1000:.2f} ms vs priority {low} p99 "
+                                    f"{p99l / 1000:.2f} ms", {"p99_us": {str(high): p99h, str(low): p99l},
+                                                               "requests": {str(high): h.get_total_count(),
+                                                                            str(low): lo.get_total_count()}}))
+        return out
+
+
+class WarmupCheck(Check):
+    """Cold start: the slowest of the first requests after READY vs the steady-state median."""
+
+    name = "warmup"
+    summary = "first requests after READY / steady-state p50 latency, per model"
+    measure = "cold_start_ratio"
+    params = (Param("max_cold_ratio", 3.0, _positive, "largest tolerated first-request / steady p50 ratio"),
+              Param("min_excess", "50ms", parse_duration,
+                    "a first request at most this much slower than the steady p50 passes whatever the ratio "
+                    "(sub-ms models: a scheduling hiccup is not a cold start)"))
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per model with first-request latencies and a steady-state histogram."""
+        first: dict[str, list[np.ndarray]] = defaultdict(list)
+        steady: dict[str, list[Any]] = defaultdict(list)
+        for w in run.windows:
+            if w.latency_first_us is not None and len(w.latency_first_us):
+                first[w.model].append(np.asarray(w.latency_first_us, dtype=float))
+            if w.latency_steady is not None:
+                steady[w.model].append(w.latency_steady)
+        models = sorted(m for m in first if m in steady)
+        if not models:
+            return self.no_evidence("first-request latencies with a steady-state latency histogram")
+        out = []
+        for m in models:
+            firsts = np.concatenate(first[m])
+            hist = latency.merged(steady[m])
+            ratio = latency.cold_ratio(firsts, hist)
+            p50 = latency.percentile_us(hist, 50)
+            excess_us = float(np.max(firsts)) - p50
+            status = FAIL if math.isnan(ratio) or (ratio > self.values["max_cold_ratio"]
+                                                   and excess_us > self.values["min_excess"] * 1e6) else PASS
+            out.append(self.verdict(m, ratio, self.values["max_cold_ratio"],
+                                    f"slowest first request {np.max(firsts) / 1000:.2f} ms vs steady p50 "
+                                    f"{p50 / 1000:.2f} ms: {ratio:.1f}×",
+                                    {"first_us": firsts.tolist()[:32], "steady_p50_us": p50,
+                                     "excess_us": excess_us}, status=status))
+        return out

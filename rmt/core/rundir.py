@@ -1,0 +1,180 @@
+"""The run directory: the one contract between load, measurement and verdicts.
+
+Everything a run produces is appended here as it happens, so that every verdict can be recomputed offline and a
+crash loses at most the last flush interval. A run directory holds:
+
+=====================  ==========================================================================================
+file                   content
+=====================  ==========================================================================================
+``manifest.json``      one JSON object: rmt version, start/end (epoch ns), command line, scenario, server
+                       (URLs, PID, options), hosts, GPUs (names, UUIDs, driver/NVML versions), sources. Keys are
+                       merged by :meth:`RunDir.update_manifest`; see :data:`FILES` for what each writer adds.
+``<stream>.jsonl``     one JSON object per line, each a record of the kind registered for that file in
+                       :data:`FILES`; fields documented on the record's dataclass (units in the field names).
+=====================  ==========================================================================================
+
+Writers append whole lines and flush at least every ``flush_interval_s``; readers skip a torn last line. Add a new
+file by registering it in :data:`FILES` — a test fails for any ``*.jsonl`` written by rmt that is not registered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rmt.core.errors import ConfigError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """One registered file of the run directory."""
+
+    name: str
+    writer: str
+    """Module that writes it."""
+    record: str
+    """Dotted name of the record type (a dataclass documenting every field with its unit)."""
+    doc: str
+
+
+#: Every JSONL file of a run directory. Append a row when a new writer appears (one table, no second list).
+FILES: dict[str, RunFile] = {}
+
+
+def register_file(name: str, writer: str, record: str, doc: str) -> RunFile:
+    """Register a JSONL file of the run directory (called once, at import of the writer's record module)."""
+    entry = RunFile(name, writer, record, doc)
+    existing = FILES.get(name)
+    if existing is not None and existing != entry:
+        raise ValueError(f"run-directory file {name} registered twice with different definitions")
+    FILES[name] = entry
+    return entry
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf are not JSON: write them as null (missing), never as 0."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf replaced by None, recursively: the JSON form of "missing" everywhere in rmt."""
+    return _clean(value)
+
+
+class RunDir:
+    """A run directory: append JSONL records, merge manifest keys, read everything back."""
+
+    def __init__(self, path: Path | str, *, flush_interval_s: float = 1.0, create: bool = True) -> None:
+        self.path = Path(path)
+        if create:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create run directory {self.path} ({exc.strerror}): choose another") from exc
+        elif not self.path.is_dir():
+            raise ConfigError(f"run directory {self.path} does not exist: pass the folder a run wrote")
+        self.flush_interval_s = flush_interval_s
+        self._lock = threading.Lock()
+        self._handles: dict[str, Any] = {}
+        self._last_flush: dict[str, float] = {}
+
+    # -- writing ----------------------------------------------------------------------------------------------------
+    def append(self, name: str, records: Iterable[dict[str, Any]], *, flush: bool = False) -> int:
+        """Append records (dicts) as JSON lines to ``name``; returns how many were written."""
+        self._check_registered(name)
+        return self.append_lines(
+            name, [json.dumps(_clean(r), default=_json_default, separators=(",", ":")) for r in records], flush=flush)
+
+    def append_lines(self, name: str, lines: Sequence[str], *, flush: bool = False) -> int:
+        """Append records its writer encoded already, one JSON object per string (no newline, NaN/inf as null): the
+        path of a writer that encodes many records cheaply itself (:meth:`append` cleans and encodes every value)."""
+        self._check_registered(name)
+        text = "\n".join(lines) + "\n" if lines else ""
+        with self._lock:
+            fh = self._handles.get(name)
+            if fh is None:
+                fh = self._handles[name] = (self.path / name).open("a", encoding="utf-8")
+            fh.write(text)
+            now = time.monotonic()
+            if flush or now - self._last_flush.get(name, 0.0) >= self.flush_interval_s:
+                fh.flush()
+                os.fsync(fh.fileno())
+                self._last_flush[name] = now
+        return len(lines)
+
+    @staticmethod
+    def _check_registered(name: str) -> None:
+        if name not in FILES:
+            raise ValueError(f"{name} is not a registered run-directory file (register it in rmt.core.rundir.FILES)")
+
+    def flush(self) -> None:
+        """Flush every open file to disk."""
+        with self._lock:
+            for fh in self._handles.values():
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def close(self) -> None:
+        """Flush and close every open file."""
+        self.flush()
+        with self._lock:
+            for fh in self._handles.values():
+                fh.close()
+            self._handles.clear()
+
+    def update_manifest(self, **keys: Any) -> dict[str, Any]:
+        """Merge ``keys`` into ``manifest.json`` (atomically replaced); returns the new manifest."""
+        with self._lock:
+            manifest = self.manifest()
+            manifest.update(_clean(keys))
+            tmp = self.path / f".{MANIFEST}.tmp"
+            tmp.write_text(json.dumps(manifest, indent=2, default=_json_default, sort_keys=True))
+            tmp.replace(self.path / MANIFEST)
+            return manifest
+
+    # -- reading ----------------------------------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """The manifest (empty when none was written yet)."""
+        path = self.path / MANIFEST
+        if not path.exists():
+            return {}
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def read(self, name: str) -> Iterator[dict[str, Any]]:
+        """The records of ``name`` in order; a torn (unterminated) last line is skipped."""
+        path = self.path / name
+        if not path.exists():
+            return
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break
+                yield json.loads(line)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
