@@ -13,4 +13,5 @@ COMMAND_MODULES = (
     "rmt.commands.run",
     "rmt.commands.capacity",
     "rmt.commands.compare",
+    "rmt.commands.fleet",
 )
