@@ -216,7 +216,7 @@ def main() -> int:
                     "-r", "1000", "-t", "600s", "--host", host, "--only-summary", "--loglevel", "WARNING", *extra,
                     user]
 
-        rmt_file = ROOT / "rmt.load" / "locustfile.py"
+        rmt_file = ROOT / "rmt" / "load" / "locustfile.py"
         contenders: list[tuple[str, Callable[[], list[str] | str]]] = [
             ("rmt http", lambda: locust(rmt_file, "HttpTraffic", server.http_url, "--rmt-scenario", str(scenario))),
             ("rmt grpc", lambda: locust(rmt_file, "GrpcTraffic", server.grpc_url, "--rmt-scenario", str(scenario))),

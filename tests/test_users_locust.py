@@ -23,7 +23,7 @@ from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, free_port
 
 LOCUST = str(Path(sys.executable).parent / "locust")
-LOCUSTFILE = str(Path(__file__).resolve().parent.parent / "rmt.load" / "locustfile.py")
+LOCUSTFILE = str(Path(__file__).resolve().parent.parent / "rmt" / "load" / "locustfile.py")
 
 
 def server_counts(server: EmbeddedServer, models: list[str]) -> dict[str, int]:
