@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from rmt.check.base import FAIL, PASS, SKIP, Check
-from rmt.check.data import RunInputs
+from rmt.check.data import RunInputs, StreamWindows
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
 from rmt.check.ratelimit import repository_limits
 from rmt.check.sched_checks import (
@@ -20,8 +18,9 @@ from rmt.check.sched_checks import (
     WeightsCheck,
 )
 from rmt.check.synthetic import instance_trace, memory_series, windows
+from rmt.core.resources import ZOO_REPOSITORY
 
-ZOO = Path(__file__).resolve().parent.parent / "model_repository"
+ZOO = ZOO_REPOSITORY
 MS = 1_000_000
 
 
@@ -123,6 +122,43 @@ def test_starvation_fails_on_a_stall_passes_without() -> None:
     assert v.status == FAIL and v.measured == 12.0 and v.evidence["start_s"] == 20.0
     assert statuses(StarvationCheck(), RunInputs(windows=[windows("low", "m", seconds=60, rate_per_s=20)])) == [PASS]
     assert statuses(StarvationCheck({"max_gap": "15s"}), stalled) == [PASS]
+
+
+def _never_served(seconds: int = 20) -> StreamWindows:
+    """Priority 2 under strict priority: 2 requests sent at t=0 wait the whole run and time out at its end; the load
+    writes no window for the seconds in between (nothing was sent or answered then)."""
+    t = np.array([0.0, seconds - 1.0])
+    zero = np.zeros(2)
+    return StreamWindows("qp/p2", "queue_priority", t, np.array([2.0, 0.0]), zero.copy(), np.array([0.0, 2.0]),
+                         np.array([2.0, 0.0]), 2, failed_by={"timeout": np.array([0.0, 2.0]), "rejected": zero})
+
+
+def test_starvation_counts_successful_service_only() -> None:
+    served = windows("qp/p1", "queue_priority", seconds=20, rate_per_s=50, priority=1, pending=8)
+    verdicts = StarvationCheck().evaluate(RunInputs(windows=[served, _never_served()]))
+    assert [(v.subject, v.status) for v in verdicts] == [("qp/p1", PASS), ("qp/p2", FAIL)]
+    starved = verdicts[1]
+    assert starved.measured == 20.0 and starved.evidence["served"] == 0 and starved.evidence["unserved"] == 2
+    assert "0 of 2 answered requests served" in starved.explanation
+    # every request rejected at once (queue full): nothing outstanding at any window's end, still never served
+    t = np.arange(10.0)
+    rejected = StreamWindows("r", "m", t, np.full(10, 30.0), np.zeros(10), np.full(10, 30.0), np.zeros(10),
+                             failed_by={"rejected": np.full(10, 30.0)})
+    assert statuses(StarvationCheck(), RunInputs(windows=[rejected])) == [FAIL]
+    # error replies from the model itself were served (an error path is not starvation)
+    errors = StreamWindows("e", "m", t, np.full(10, 30.0), np.zeros(10), np.full(10, 30.0), np.zeros(10),
+                           failed_by={"server": np.full(10, 30.0)})
+    assert statuses(StarvationCheck(), RunInputs(windows=[errors])) == [PASS]
+
+
+def test_priority_is_undecided_on_a_level_that_was_never_served() -> None:
+    served = windows("qp/p1", "queue_priority", seconds=20, rate_per_s=50, priority=1, pending=8)
+    (v,) = PriorityCheck(required=True).run(RunInputs(windows=[served, _never_served()]))
+    assert v.status == SKIP and v.undecided and "priority 2 had 0 of 2 answered requests served" in v.explanation
+    # enough of both levels served: judged again
+    low = windows("qp/p2", "queue_priority", seconds=20, rate_per_s=5, priority=2, latency_us=50_000, seed=4)
+    (judged,) = PriorityCheck().evaluate(RunInputs(windows=[served, low]))
+    assert judged.status == PASS and judged.evidence["served"]["2"] == float(np.sum(low.completed))
 
 
 def test_priority_fails_when_high_priority_is_slower() -> None:

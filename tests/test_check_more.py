@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,9 +25,9 @@ from rmt.check.records import control_events, warmup_lines
 from rmt.check.sched_checks import RateLimitCheck
 from rmt.check.synthetic import instance_trace, memory_series
 from rmt.core.modelconfig import load_config_pbtxt
-from rmt.core.resources import MULTI_GPU_REPOSITORY
+from rmt.core.resources import MULTI_GPU_REPOSITORY, ZOO_REPOSITORY
 
-ZOO = Path(__file__).resolve().parent.parent / "model_repository"
+ZOO = ZOO_REPOSITORY
 MS = 1_000_000
 
 

@@ -21,6 +21,8 @@ PASS = "pass"
 FAIL = "fail"
 SKIP = "skip"
 STATUSES = (PASS, FAIL, SKIP)
+UNDECIDED = "undecided"
+"""Evidence key of a skip that says why this subject cannot be judged (see :attr:`Verdict.undecided`)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class Verdict:
     def failed(self) -> bool:
         """Whether this verdict fails the run."""
         return self.status == FAIL
+
+    @property
+    def undecided(self) -> bool:
+        """A skip that is a verdict of its own: the check looked at this subject and cannot judge it (evidence of a
+        kind the subject cannot give, e.g. a model without execution traces, or a level that was never served)."""
+        return self.status == SKIP and bool(self.evidence.get(UNDECIDED))
 
 
 def judge(measured: float, threshold: float, comparison: str) -> str:
@@ -107,9 +115,10 @@ class Check(ABC):
         """One verdict per subject found in ``run`` (at least one: a skip when there is nothing to judge)."""
 
     def run(self, run: RunInputs) -> list[Verdict]:
-        """:meth:`evaluate`, plus a FAIL when the check was required but every subject was skipped."""
+        """:meth:`evaluate`, plus a FAIL when the check was required but every subject was skipped for want of data
+        (an undecided subject is an answer: the check says it cannot judge it, which no longer run would change)."""
         verdicts = self.evaluate(run)
-        if self.required and not any(v.status in (PASS, FAIL) for v in verdicts):
+        if self.required and not any(v.status in (PASS, FAIL) or v.undecided for v in verdicts):
             verdicts += self.no_evidence("subject with enough data", f"every subject was skipped, but {self.name} "
                                          "was asked for explicitly: record more data or drop the check")
         return verdicts
@@ -120,6 +129,12 @@ class Check(ABC):
         return Verdict(self.name, subject, status or judge(measured, threshold, self.comparison), self.measure,
                        None if math.isnan(measured) else measured, threshold, self.comparison, explanation,
                        evidence or {})
+
+    def cannot_judge(self, subject: str, reason: str, evidence: dict[str, Any] | None = None) -> Verdict:
+        """An undecided verdict: ``subject`` is there, but this check cannot judge it (``reason`` says why and what
+        would let it); never a pass, never a failure, whether or not the check was required."""
+        return Verdict(self.name, subject, SKIP, self.measure, None, None, self.comparison, reason,
+                       {**(evidence or {}), UNDECIDED: reason})
 
     def no_evidence(self, what: str, reason: str | None = None) -> list[Verdict]:
         """The verdict when the run holds nothing this check can judge (no ``what``, or ``reason``): skip, or

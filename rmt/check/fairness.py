@@ -78,6 +78,34 @@ class Gap:
     """Start of the stretch (NaN when there was none)."""
 
 
+def on_grid(t_s: np.ndarray, served: np.ndarray, pending: np.ndarray, unserved: np.ndarray, window_s: float = 1.0,
+            end_s: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stream's windows on a hole-free grid from its first window to ``end_s`` (default: its last window):
+    ``(t_s, served, waiting)`` with ``waiting = pending + unserved``.
+
+    A load process writes a window only when something happened in it (a send, a reply), so a second without a
+    record is one in which nothing was served and nothing was sent: the requests outstanding at the end of the last
+    recorded window are still outstanding. ``unserved`` counts requests answered without service in the window
+    (queue timeouts, queue-full rejections): a stream whose every request times out wanted service all along.
+    """
+    t = np.asarray(t_s, dtype=float)
+    if t.size == 0:
+        return t, np.zeros(0), np.zeros(0)
+    last = t[-1] if end_s is None else max(float(end_s), t[-1])
+    grid = t[0] + window_s * np.arange(round((last - t[0]) / window_s) + 1)
+    at = np.clip(np.round((t - t[0]) / window_s).astype(int), 0, len(grid) - 1)
+    has = np.zeros(len(grid), dtype=bool)
+    has[at] = True
+    out_served, out_unserved = np.zeros(len(grid)), np.zeros(len(grid))
+    np.add.at(out_served, at, np.asarray(served, dtype=float))
+    np.add.at(out_unserved, at, np.asarray(unserved, dtype=float))
+    recorded = np.zeros(len(grid))
+    recorded[at] = np.asarray(pending, dtype=float)
+    # carry the last recorded outstanding count into the seconds without a record
+    last_seen = np.maximum.accumulate(np.where(has, np.arange(len(grid)), 0))
+    return grid, out_served, recorded[last_seen] + out_unserved
+
+
 def longest_starvation(t_s: np.ndarray, completed: np.ndarray, pending: np.ndarray, window_s: float = 1.0) -> Gap:
     """Longest run of consecutive windows with no completion while requests were pending at the window's end.
 

@@ -15,6 +15,9 @@ from rmt.check.quantity import parse_duration, parse_number
 from rmt.check.queue_checks import budget_param
 from rmt.check.ratelimit import effective_budgets, parse_flags
 
+UNSERVED = ("timeout", "rejected")
+"""Failure reasons that mean the scheduler never served the request (queue timeout, queue full)."""
+
 
 def _nonneg(value: Any) -> float:
     return parse_number(value)
@@ -129,26 +132,38 @@ class FairnessCheck(Check):
 
 
 class StarvationCheck(Check):
-    """Longest stretch with no completion while requests were pending, per stream."""
+    """Longest stretch without a *successful* reply while the stream's requests waited, per stream."""
 
     name = "starvation"
-    summary = "longest gap without a completion while requests were pending"
+    summary = "longest gap without a successful reply while requests waited (timeouts and rejections are no service)"
     measure = "starvation_gap_s"
     unit = "s"
     params = (Param("max_gap", "5s", parse_duration, "longest tolerated starvation gap"),
               Param("window", "1s", parse_duration, "length of a request window"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
-        """One verdict per stream."""
+        """One verdict per stream: its windows on a hole-free grid up to the last window of the run."""
         if not run.windows:
             return self.no_evidence("request windows")
+        step = self.values["window"]
+        first = min(float(w.t_s[0]) for w in run.windows if len(w.t_s))
+        end = max(float(w.t_s[-1]) for w in run.windows if len(w.t_s))
         out = []
         for w in run.windows:
-            gap = fairness.longest_starvation(w.t_s, w.completed, w.pending, self.values["window"])
-            when = "" if math.isnan(gap.start_s) else f" from t={gap.start_s:.0f} s"
+            unserved = sum((np.asarray(w.failed_by[k], dtype=float) for k in UNSERVED if k in w.failed_by),
+                           np.zeros(len(w.t_s)))
+            t, served, waiting = fairness.on_grid(w.t_s, w.completed, w.pending, unserved, step, end)
+            gap = fairness.longest_starvation(t, served, waiting, step)
+            n_served, n_unserved = float(np.sum(w.completed)), float(np.sum(unserved))
+            when = "" if math.isnan(gap.start_s) else f" from t={gap.start_s - first:.0f} s"
+            tally = f"{n_served:.0f} of {n_served + n_unserved:.0f} answered requests served"
+            if n_unserved:
+                tally += f" ({n_unserved:.0f} timed out or rejected in the queue)"
             out.append(self.verdict(w.stream, gap.length_s, self.values["max_gap"],
-                                    f"{w.model}: longest stretch without a completion while requests were pending "
-                                    f"is {gap.length_s:g} s{when}", {"start_s": gap.start_s, "model": w.model}))
+                                    f"{w.model}: {tally}; longest stretch without a successful reply while "
+                                    f"requests waited: {gap.length_s:g} s{when}",
+                                    {"start_s": gap.start_s, "model": w.model, "served": n_served,
+                                     "unserved": n_unserved}))
         return out
 
 
@@ -216,34 +231,50 @@ class WeightsCheck(Check):
 
 
 class PriorityCheck(Check):
-    """Under contention, the highest request priority's p99 is below the lowest priority's p99."""
+    """Under contention, the highest request priority's p99 is below the lowest priority's p99 — judged only when
+    both levels were served: a level whose requests only timed out or were rejected has no latency to compare."""
 
     name = "priority"
-    summary = "p99 latency of the highest request priority / p99 of the lowest, per model"
+    summary = "p99 latency of the highest request priority / p99 of the lowest, per model (both levels served)"
     measure = "priority_p99_ratio"
-    params = (Param("max_p99_ratio", 1.0, _positive, "largest tolerated p99(high) / p99(low)"),)
+    params = (Param("max_p99_ratio", 1.0, _positive, "largest tolerated p99(high) / p99(low)"),
+              Param("min_served", 20, lambda v: parse_number(v, low=1),
+                    "successful requests each level needs before its p99 is compared (fewer: undecided)"),
+              Param("min_served_share", 0.5, _unit_interval,
+                    "share of a level's answered requests that must have succeeded (its histogram also holds "
+                    "the latencies of timed-out and rejected requests; below this share: undecided)"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per model whose streams use at least two priority levels."""
-        levels: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        levels: dict[str, dict[int, list[StreamWindows]]] = defaultdict(lambda: defaultdict(list))
         for w in run.windows:
-            if w.priority is not None and w.latency_steady is not None:
-                levels[w.model][w.priority].append(w.latency_steady)
+            if w.priority is not None:
+                levels[w.model][w.priority].append(w)
         models = {m: lv for m, lv in levels.items() if len(lv) >= 2}
         if not models:
-            return self.no_evidence("latency histograms of one model at two or more request priorities")
-        out = []
-        for model, lv in sorted(models.items()):
-            high, low = min(lv), max(lv)
-            h, lo = latency.merged(lv[high]), latency.merged(lv[low])
-            ratio = latency.p99_ratio(h, lo)
-            p99h, p99l = latency.percentile_us(h, 99), latency.percentile_us(lo, 99)
-            out.append(self.verdict(model, ratio, self.values["max_p99_ratio"],
-                                    f"priority {high} p99 {p99h / 1000:.2f} ms vs priority {low} p99 "
-                                    f"{p99l / 1000:.2f} ms", {"p99_us": {str(high): p99h, str(low): p99l},
-                                                               "requests": {str(high): h.get_total_count(),
-                                                                            str(low): lo.get_total_count()}}))
-        return out
+            return self.no_evidence("request windows of one model at two or more request priorities")
+        return [self._judge(model, lv) for model, lv in sorted(models.items())]
+
+    def _judge(self, model: str, lv: dict[int, list[StreamWindows]]) -> Verdict:
+        high, low = min(lv), max(lv)
+        served = {p: float(sum(np.sum(w.completed) for w in lv[p])) for p in (high, low)}
+        answered = {p: served[p] + float(sum(np.sum(w.failed) for w in lv[p])) for p in (high, low)}
+        counts = {"served": {str(p): served[p] for p in (high, low)},
+                  "answered": {str(p): answered[p] for p in (high, low)}}
+        for p in (high, low):
+            share = served[p] / answered[p] if answered[p] else 0.0
+            if served[p] < self.values["min_served"] or share < self.values["min_served_share"]:
+                return self.cannot_judge(model, f"{model}: priority {p} had {served[p]:.0f} of {answered[p]:.0f} "
+                                         f"answered requests served: its latency cannot be compared (a level that "
+                                         f"is never served is starved, see the starvation check)", counts)
+        h = latency.merged(w.latency_steady for w in lv[high])
+        lo = latency.merged(w.latency_steady for w in lv[low])
+        ratio = latency.p99_ratio(h, lo)
+        p99h, p99l = latency.percentile_us(h, 99), latency.percentile_us(lo, 99)
+        return self.verdict(model, ratio, self.values["max_p99_ratio"],
+                            f"priority {high} p99 {p99h / 1000:.2f} ms vs priority {low} p99 {p99l / 1000:.2f} ms",
+                            {"p99_us": {str(high): p99h, str(low): p99l},
+                             "requests": {str(high): h.get_total_count(), str(low): lo.get_total_count()}, **counts})
 
 
 class WarmupCheck(Check):
