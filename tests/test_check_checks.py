@@ -116,6 +116,36 @@ def test_fairness_weights_follow_the_rate_limiter_priority() -> None:
     assert statuses(WeightsCheck(), RunInputs(windows=even, models=models, rate_limiter_on=False)) == [SKIP]
 
 
+def test_weights_expect_the_weight_ratio_only_under_contention() -> None:
+    """Triton QA's L0_rate_limiter: weights 1 vs 2 complete ~2:1 when R1 is scarce, alike when it is plentiful."""
+    models = repository_limits(ZOO)
+    def run(high: float, low: float, flags: list[str], hi: str = "rl_high", lo: str = "rl_low") -> RunInputs:
+        return RunInputs(windows=[windows("h", hi, seconds=30, rate_per_s=high, seed=1, pending=4),
+                                  windows("l", lo, seconds=30, rate_per_s=low, seed=2, pending=4)],
+                         models=models, rate_limiter_on=True, rate_limit_flags=flags)
+    # 4 instances asking R1:2 each, budget 2: contended, expect 2x
+    (scarce,) = WeightsCheck().evaluate(run(100, 50, ["R1:2"]))
+    assert scarce.status == PASS and scarce.evidence["expected_ratio"] == 2.0
+    assert scarce.evidence["contention"][0]["wanted"] == 8 and "contended" in scarce.explanation
+    # budget 8: every instance runs at once, the weights never arbitrate, expect 1x (both ways)
+    (plenty,) = WeightsCheck().evaluate(run(75, 75, ["R1:8"]))
+    assert plenty.status == PASS and plenty.evidence["expected_ratio"] == 1.0 and "not contended" in plenty.explanation
+    assert statuses(WeightsCheck(), run(100, 50, ["R1:8"])) == [FAIL]
+    assert statuses(WeightsCheck(), run(50, 100, ["R1:8"])) == [FAIL]
+    # the zoo's plentiful pair under the campaign's R1:2: one instance asking R1:1 each
+    assert statuses(WeightsCheck(), run(75, 75, ["R1:2"], "rl_plenty_high", "rl_plenty_low")) == [PASS]
+    # one request outstanding per model: two R1:2 executions at most, budget 4 holds them
+    few = run(75, 75, ["R1:4"])
+    for w in few.windows:
+        w.pending[:] = 1
+    (v,) = WeightsCheck().evaluate(few)
+    assert v.status == PASS and v.evidence["contention"][0]["wanted"] == 4
+    # declared intent (weights.expect) is judged as declared: the unweighted pair meant 2:1 still fails
+    flat = run(75, 75, [], "rl_flat_high", "rl_flat_low")
+    (declared,) = WeightsCheck({"expect": "rl_flat_high/rl_flat_low=2"}).evaluate(flat)
+    assert declared.status == FAIL and declared.measured == pytest.approx(0.5, rel=0.1)
+
+
 def test_starvation_fails_on_a_stall_passes_without() -> None:
     stalled = RunInputs(windows=[windows("low", "m", seconds=60, rate_per_s=20, stall=(20, 32))])
     (v,) = StarvationCheck().evaluate(stalled)

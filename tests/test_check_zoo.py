@@ -102,14 +102,22 @@ def test_weights_fail_when_the_intended_ratio_was_never_configured(triton_server
 
 def test_weighted_priority_and_rate_limit_accounting_under_the_limiter(triton_server_factory: Any,
                                                                       tmp_path: Path) -> None:
-    repo = zoo_subset(tmp_path / "repo", ["rl_high", "rl_low"])
+    repo = zoo_subset(tmp_path / "repo", ["rl_high", "rl_low", "rl_plenty_high", "rl_plenty_low"])
     server = triton_server_factory(model_repository=repo, rate_limit_resources=["R1:2"])
+    # Triton QA's plentiful case first: one R1:1 instance each under R1:2, so both run at once and complete alike
+    plenty = {"traffic": {**RL_SCENARIO["traffic"], "streams": [
+        {"model": m, "pattern": "small", "users": 4} for m in ("rl_plenty_high", "rl_plenty_low")]}}
+    (alike,) = by_subject(evaluate(load_run(server, tmp_path, plenty, users=8, run_time_s=6, name="plenty",
+                                            collect=False), "only = weights"), "weights").values()
+    print(f"plentiful pair: {alike.explanation}")
+    assert alike.status == "pass" and alike.evidence["expected_ratio"] == 1.0, alike.explanation
     run_dir = load_run(server, tmp_path, RL_DEDICATED, users=8, run_time_s=10)  # one Locust run, 4 users per model
     result = evaluate(run_dir, "only = weights, rate_limit, concurrency")
     (weights,) = by_subject(result, "weights").values()
     ratio = weights.evidence["completed"]["rl_high"] / weights.evidence["completed"]["rl_low"]
     print(f"weighted priority: rl_high/rl_low completions = {ratio:.2f}")
     assert weights.status == "pass" and ratio > 1.8, weights.explanation  # Triton QA L0_rate_limiter's bound
+    assert weights.evidence["expected_ratio"] == 2.0  # R1 contended: 8 units wanted at once, budget 2
     (held,) = by_subject(result, "rate_limit").values()
     assert held.status == "pass" and held.measured <= 2 and held.evidence["executions"] > 100, held.explanation
     conc = by_subject(result, "concurrency")

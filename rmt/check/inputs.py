@@ -19,11 +19,13 @@ priority 0 (the model's default level) counts as unknown; the steady-state histo
 :data:`STEADY_AFTER_S` seconds of a stream; a trace's instance is named ``<model>_0_<instance_index>`` (models with
 one instance group).
 
-Also read when present: the stream's pattern, phase per window, failures by reason, ``in_flight_max`` and the
-slowest latency per window (leak attribution, queue policy, reload); ``timeout_us`` and pattern descriptions from
-the manifest's scenario; per-model counters (:data:`COUNTERS`) and free memory from the collector's series; model
-configs (``ModelConfig``) from the repository; ``failures.jsonl``, ``events.jsonl``, ``readiness.jsonl``,
-``model_control.jsonl``, a verbose ``tritonserver.log`` and ``model_lines.log`` (see :mod:`rmt.check.records`).
+Model configs the load fetched from the server (``manifest.model_configs``) stand in for models the repository does
+not hold (a server rmt did not start). Also read when present: the stream's pattern, phase per window, failures by
+reason, ``in_flight_max`` and the slowest latency per window (leak attribution, queue policy, reload);
+``timeout_us`` and pattern descriptions from the manifest's scenario; per-model counters (:data:`COUNTERS`) and free
+memory from the collector's series; model configs (``ModelConfig``) from the repository; ``failures.jsonl``,
+``events.jsonl``, ``readiness.jsonl``, ``model_control.jsonl``, a verbose ``tritonserver.log`` and
+``model_lines.log`` (see :mod:`rmt.check.records`).
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ from hdrh.histogram import HdrHistogram
 from rmt.check import records
 from rmt.check.data import CounterSeries, InstanceTrace, MemorySeries, ModelLimits, RunInputs, StreamWindows
 from rmt.check.latency import new_histogram
-from rmt.check.ratelimit import repository_limits
+from rmt.check.ratelimit import model_limits, repository_limits
 from rmt.collect import sidecar  # noqa: F401 - imports every source, so their measures are registered
 from rmt.collect.series import SAMPLES_FILE, Series, load_series
 from rmt.core.errors import ConfigError
 from rmt.core.measures import MEASURES
-from rmt.core.modelconfig import load_config_pbtxt
+from rmt.core.modelconfig import config_from_json, load_config_pbtxt
 from rmt.core.rundir import RunDir
 
 #: Memory measures that are not the server's own memory, with the reason they are not judged.
@@ -99,6 +101,7 @@ def load_inputs(run: RunDir) -> RunInputs:
                 "*/config.pbtxt"))}
         except ConfigError as exc:
             inputs.notes.append(f"model configs not read: {exc}")
+    live_configs(manifest, inputs)
     if (run.path / SAMPLES_FILE).exists():
         series = load_series(run)
         inputs.memory = memory_series(series)
@@ -127,6 +130,22 @@ def load_inputs(run: RunDir) -> RunInputs:
     inputs.model_lines = lines.read_text(errors="replace").splitlines() if lines.exists() else inputs.server_log
     inputs.events = sorted(inputs.events + records.log_warmup_events(inputs.model_lines), key=lambda e: e.t_s)
     return inputs
+
+
+def live_configs(manifest: Mapping[str, Any], inputs: RunInputs) -> None:
+    """Add the configs the load fetched from the server (``manifest.model_configs``, JSON of ``v2/models/<m>/config``)
+    for every model the repository did not give: a server rmt did not start still has its configs judged."""
+    gpus = range(len(manifest.get("gpus") or [])) or (0,)
+    for name, data in (manifest.get("model_configs") or {}).items():
+        if name in inputs.configs or not isinstance(data, dict):
+            continue
+        try:
+            config = config_from_json(data)
+        except ValueError as exc:  # json_format.ParseError
+            inputs.notes.append(f"model config of {name} from the server not read: {exc}")
+            continue
+        inputs.configs[name] = config
+        inputs.models[name] = model_limits(name, config, gpus=gpus)
 
 
 def scenario_traffic(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ refuse to load; :func:`preflight` reports it before any load, in Triton's own se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,50 @@ def effective_budgets(models: Iterable[ModelLimits], flags: Sequence[tuple[str, 
         if limit < required:
             short.append(Shortfall(resource, device, limit, required))
     return budgets, short
+
+
+@dataclass(frozen=True)
+class Contention:
+    """How much of one (resource, device) budget the run's traffic asked for at once."""
+
+    resource: str
+    device: DeviceKey
+    budget: int
+    wanted: float
+    """Units held if every model ran as many executions at once as it had instances there and requests outstanding."""
+    models: tuple[str, ...]
+    """The models with traffic that ask for this resource on this device."""
+
+    @property
+    def contended(self) -> bool:
+        """More was wanted at once than the budget holds: the rate limiter had to choose (and weights arbitrate)."""
+        return self.wanted > self.budget
+
+
+def contention(models: Mapping[str, ModelLimits], budgets: Mapping[tuple[str, DeviceKey], int],
+               outstanding: Mapping[str, float]) -> dict[tuple[str, DeviceKey], Contention]:
+    """Per (resource, device): the units the traffic wanted at once vs the budget.
+
+    A model with ``outstanding[m]`` requests waiting or executing can run at most ``min(instances, outstanding)``
+    executions at once on the instances that ask for a resource; each holds its need. With enough budget for all
+    of that, every instance that has work runs at once and the rate limiter never chooses between models.
+    """
+    wanted: dict[tuple[str, DeviceKey], float] = {}
+    users: dict[tuple[str, DeviceKey], set[str]] = {}
+    for name, limits in models.items():
+        demand = float(outstanding.get(name, 0.0))
+        if demand <= 0:
+            continue
+        per_key: dict[tuple[str, DeviceKey], list[int]] = {}
+        for instance, needs in limits.needs.items():
+            for r in needs:
+                per_key.setdefault((r.name, None if r.global_ else limits.instances[instance]), []).append(r.count)
+        for key, counts in per_key.items():
+            running = sorted(counts, reverse=True)[: max(1, math.ceil(min(len(counts), demand)))]
+            wanted[key] = wanted.get(key, 0.0) + float(sum(running))
+            users.setdefault(key, set()).add(name)
+    return {key: Contention(key[0], key[1], int(budgets.get(key, 0)), units, tuple(sorted(users[key])))
+            for key, units in wanted.items()}
 
 
 def preflight(repo: Path, flags: Iterable[str], *, gpus: Sequence[int] = (0,)) -> list[Shortfall]:

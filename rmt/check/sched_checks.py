@@ -13,7 +13,7 @@ from rmt.check.base import FAIL, PASS, Check, Param, Verdict
 from rmt.check.data import InstanceTrace, RunInputs, StreamWindows
 from rmt.check.quantity import parse_duration, parse_number
 from rmt.check.queue_checks import budget_param
-from rmt.check.ratelimit import effective_budgets, parse_flags
+from rmt.check.ratelimit import Contention, contention, effective_budgets, parse_flags
 
 UNSERVED = ("timeout", "rejected")
 """Failure reasons that mean the scheduler never served the request (queue timeout, queue full)."""
@@ -184,14 +184,17 @@ def _expected_pairs(text: str) -> tuple[tuple[str, str, float], ...]:
 
 
 class WeightsCheck(Check):
-    """Triton QA's weighted-priority expectation: completions follow rate-limiter weights (1 vs 2 → ratio ≈ 2)."""
+    """Triton QA's weighted-priority expectations: under contention completions follow the rate-limiter weights
+    (1 vs 2 → ratio ≈ 2, QA's > 1.8); with resources for every instance that has work, the weights never arbitrate
+    and the pair completes alike (QA's plentiful case, |diff| small)."""
 
     name = "weights"
-    summary = "completion ratio of models sharing a resource vs their rate-limiter weight ratio"
+    summary = "completion ratio of models sharing a resource vs their weight ratio (under contention) or 1 (without)"
     measure = "weight_ratio_achieved"
     comparison = ">="
     params = (Param("min_ratio", 0.9, _positive,
-                    "lowest tolerated observed/expected completion ratio (0.9 × 2 = Triton QA's 1.8)"),
+                    "lowest tolerated observed/expected completion ratio (0.9 × 2 = Triton QA's 1.8); without "
+                    "contention the ratio must lie within [min_ratio, 1/min_ratio] of 1"),
               Param("expect", "", lambda v: _expected_pairs(str(v)),
                     "pairs judged against the ratio a deployment intends, whatever the configs say: "
                     "'HIGH/LOW=RATIO …' (e.g. 'a/b=2'); backlogged pairs of different configured weights are "
@@ -201,33 +204,70 @@ class WeightsCheck(Check):
         """One verdict per pair of backlogged models with different weights that share a resource, and per
         ``expect`` pair."""
         served: dict[str, float] = defaultdict(float)
+        outstanding: dict[str, float] = defaultdict(float)
         backlogged: set[str] = set()
         for w in run.windows:
             served[w.model] += float(np.sum(w.completed))
+            outstanding[w.model] += float(np.median(w.pending)) if len(w.pending) else 0.0
             if _backlogged(w):
                 backlogged.add(w.model)
-        resources: dict[str, set[str]] = {m: {n.name for needs in lim.needs.values() for n in needs}
-                                          for m, lim in run.models.items()}
-        pairs = []
+        keys: dict[str, set[tuple[str, int | None]]] = {
+            m: {(n.name, None if n.global_ else lim.instances[i]) for i, needs in lim.needs.items() for n in needs}
+            for m, lim in run.models.items()}
+        pairs: list[tuple[str, str, float, bool]] = []
         for a in sorted(backlogged):
             for b in sorted(backlogged):
                 wa, wb = _model_weight(run, a), _model_weight(run, b)
-                if wa > wb and resources.get(a, set()) & resources.get(b, set()):
-                    pairs.append((a, b, wa / wb))
+                if wa > wb and keys.get(a, set()) & keys.get(b, set()):
+                    pairs.append((a, b, wa / wb, False))
         for hi, lo, ratio in self.values["expect"]:
             if hi in served and lo in served:
-                pairs = [p for p in pairs if {p[0], p[1]} != {hi, lo}] + [(hi, lo, ratio)]
+                pairs = [p for p in pairs if {p[0], p[1]} != {hi, lo}] + [(hi, lo, ratio, True)]
         if not pairs:
             return self.no_evidence("backlogged models with different rate-limiter weights sharing a resource")
+        budgets, _ = effective_budgets(run.models.values(), parse_flags(run.rate_limit_flags))
+        load = contention(run.models, budgets, outstanding)
         out = []
-        for hi, lo, expected in pairs:
+        for hi, lo, weight_ratio, declared in pairs:
             observed = served[hi] / served[lo] if served[lo] > 0 else math.inf
-            achieved = observed / expected
-            out.append(self.verdict(f"{hi} vs {lo}", achieved, self.values["min_ratio"],
-                                    f"{hi} completed {observed:.2f}× as many requests as {lo}; weights expect "
-                                    f"{expected:g}× (need ≥ {self.values['min_ratio'] * expected:.2f}×)",
-                                    {"completed": {hi: served[hi], lo: served[lo]}, "expected_ratio": expected}))
+            evidence: dict[str, Any] = {"completed": {hi: served[hi], lo: served[lo]},
+                                        "outstanding": {hi: outstanding[hi], lo: outstanding[lo]}}
+            shared = [load[k] for k in sorted(keys.get(hi, set()) & keys.get(lo, set()), key=str) if k in load]
+            evidence["contention"] = [{"resource": c.resource, "device": c.device, "budget": c.budget,
+                                       "wanted": c.wanted, "models": list(c.models)} for c in shared]
+            if declared or any(c.contended for c in shared):
+                why = "declared by weights.expect" if declared else "contended: " + "; ".join(
+                    f"{c.wanted:g} {c.resource} wanted at once, budget {c.budget}" for c in shared if c.contended)
+                out.append(self._judged(hi, lo, observed, weight_ratio, why, evidence))
+            else:
+                out.append(self._uncontended(hi, lo, observed, shared, run, evidence))
         return out
+
+    def _judged(self, hi: str, lo: str, observed: float, expected: float, why: str, evidence: dict[str, Any]
+                ) -> Verdict:
+        return self.verdict(f"{hi} vs {lo}", observed / expected, self.values["min_ratio"],
+                            f"{hi} completed {observed:.2f}× as many requests as {lo}; weights expect {expected:g}× "
+                            f"({why}; need ≥ {self.values['min_ratio'] * expected:.2f}×)",
+                            {**evidence, "expected_ratio": expected})
+
+    def _uncontended(self, hi: str, lo: str, observed: float, shared: list[Contention], run: RunInputs,
+                     evidence: dict[str, Any]) -> Verdict:
+        """Plentiful resources: every instance with work ran at once, so the pair completes alike — when the two
+        models are alike (instances, outstanding requests); otherwise there is nothing the weights decide."""
+        room = "; ".join(f"{c.wanted:g} {c.resource} wanted at once, budget {c.budget}" for c in shared)
+        out = evidence["outstanding"]
+        alike = (len(run.models[hi].instances) == len(run.models[lo].instances)
+                 and min(out[hi], out[lo]) >= 0.8 * max(out[hi], out[lo]))
+        if not alike:
+            return self.cannot_judge(f"{hi} vs {lo}", f"{hi} vs {lo}: resources were not contended ({room}), so the "
+                                     "weights never arbitrated, and the two models differ in instances or "
+                                     "outstanding requests: there is no ratio to expect", evidence)
+        achieved = min(observed, 1.0 / observed) if observed > 0 else 0.0
+        return self.verdict(f"{hi} vs {lo}", achieved, self.values["min_ratio"],
+                            f"{hi} completed {observed:.2f}× as many requests as {lo}; resources were not contended "
+                            f"({room}): weights do not arbitrate, expect 1× (within "
+                            f"{self.values['min_ratio']:g}–{1 / self.values['min_ratio']:.2f}×)",
+                            {**evidence, "expected_ratio": 1.0})
 
 
 class PriorityCheck(Check):

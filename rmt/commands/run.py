@@ -7,6 +7,9 @@ report, printing progress, the verdict table and the run directory. Exit codes a
 passed, 3 one failed, 2 usage error, 1 tool error; with ``--expected``, 0 when every verdict matches the scenario's
 expectation (planted defects FAIL on purpose), 3 otherwise.
 
+With ``--host``, the server flags given (``--model-repository``, ``--rate-limit-resource``, ``--model-control-mode``)
+describe that server to the checks (rmt cannot read a server's flags back); the model configs come from the server.
+
 Scenarios: memory_growth, fragmentation, rate_limit, fairness, priority, warmup, reconfig, cross_device,
 cross_device_global, campaign
 (``rmt/scenarios/<name>.json``), or a definition file path. ``--models a,b`` points any scenario at your own models
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rmt.commands.server import add_server_arguments, options_from_args
+from rmt.core.resources import ZOO_REPOSITORY
 from rmt.run.definition import available
 from rmt.run.orchestrate import Orchestrator, RunRequest
 
@@ -44,13 +48,16 @@ def register(sub: Any) -> None:
                    help='extra check spec, e.g. leak.max_growth="1MiB/10k"; repeatable')
     p.add_argument("--expected", action="store_true",
                    help="exit 0 when every verdict matches its expectation (planted defects fail on purpose)")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, model_repository=None)  # None: not given (the embedded server takes the zoo)
 
 
 def cmd_run(args: Any) -> int:
     """Build the request from the flags and run it."""
-    server_args = argparse.Namespace(**{**vars(args), "host": "127.0.0.1"})
-    flags = {name for name, given in (("rate_limit_resources", args.rate_limit_resource),
+    repository_given = args.model_repository is not None
+    server_args = argparse.Namespace(**{**vars(args), "host": "127.0.0.1",
+                                        "model_repository": args.model_repository or ZOO_REPOSITORY})
+    flags = {name for name, given in (("model_repository", repository_given),
+                                      ("rate_limit_resources", args.rate_limit_resource),
                                       ("model_control_mode", args.model_control_mode != "none"),
                                       ("load_models", args.load_model)) if given}
     models = [m.strip() for m in (args.models or "").split(",") if m.strip()] if args.models is not None else []

@@ -127,6 +127,11 @@ class TrafficEngine:
             self._configs[model] = config_from_json(fetch(model))
         return self._configs[model]
 
+    @property
+    def configs(self) -> dict[str, Any]:
+        """The model configurations fetched so far this run (model → ``ModelConfig``)."""
+        return dict(self._configs)
+
     def pools(self, protocol: str, url: str, fetch: Any) -> list[Pool]:
         """Each stream's pre-encoded bodies for ``protocol`` (built once per run and server)."""
         key = (protocol, url)

@@ -31,6 +31,7 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
+from google.protobuf import json_format
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from rmt.check import records as _records  # noqa: F401 - registers failures.jsonl (FailureRecord)
@@ -131,8 +132,11 @@ class TritonTraffic:
         path = self._run_dir_path or (getattr(self._options(), "rmt_run_dir", "") if self._options() else "")
         if path:
             self.run_dir = RunDir(path)
+            configs = {m: json_format.MessageToDict(c, preserving_proto_field_name=True)
+                       for m, c in sorted(engine.configs.items())}
             self.run_dir.update_manifest(scenario=raw, load={"protocol_users": [u.__name__ for u in
-                                                                                 self.environment.user_classes]})
+                                                                                 self.environment.user_classes]},
+                                         model_configs=configs)
 
     # -- master / local ----------------------------------------------------------------------------------------------
     def _on_test_start(self, environment: Any, **_kw: Any) -> None:

@@ -219,7 +219,7 @@ class Orchestrator:
             command=sys.argv, rmt_run={"scenario": definition.name, "duration_s": definition.duration_s,
                                        "workers": self.request.workers, "users": self._users(definition)},
             server=server.describe() if server is not None else {"embedded": False, "http_url": host,
-                                                                  "options": {}})
+                                                                  "options": self._declared()})
         rd.close()
         self.say(f"[{definition.name}] {definition.description}")
         log_from = _log_size(server)
@@ -232,6 +232,13 @@ class Orchestrator:
         verdicts, notes = judge_run(run_dir, definition.checks, self.request.checks)
         self._report(run_dir)
         return ScenarioRun(definition, run_dir, rows_for(definition, verdicts), notes)
+
+    def _declared(self) -> dict[str, Any]:
+        """The options of a server rmt did not start, as far as the user's flags state them (for the checks)."""
+        opts = self.request.server
+        known = {"model_repository": str(opts.model_repository), "rate_limit_resources": list(
+            opts.rate_limit_resources), "model_control_mode": opts.model_control_mode}
+        return {k: v for k, v in known.items() if k in self.request.server_flags}
 
     def _users(self, definition: ScenarioDef) -> int:
         return self.request.users or definition.users
