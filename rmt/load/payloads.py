@@ -45,6 +45,8 @@ class ResolvedStream:
     batched: bool
     traced: bool
     """The model returns the probe's ``TRACE`` output (INT64, 7 per row)."""
+    streaming: bool = False
+    """The pattern streams (a decoupled model): gRPC ``ModelStreamInfer`` / HTTP ``generate_stream``."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Pool:
     http: tuple[HttpBody, ...] = ()
     grpc: tuple[bytes, ...] = ()
     batch_sizes: tuple[int, ...] = ()
+    sse: tuple[tuple[bytes, bytes], ...] = ()
+    """Streaming over HTTP: ``generate_stream`` JSON bodies as ``(head, tail)``, the request id between them."""
 
 
 def _fail(stream: Stream, message: str) -> ConfigError:
@@ -102,9 +106,22 @@ def resolve_stream(stream: Stream, pattern: Pattern, config: Any) -> ResolvedStr
             raise _fail(stream, f"model {model!r} would ignore timeout_us (Triton only lets a request shorten a "
                                 "nonzero default_timeout_microseconds of its queue policy): set one in the model's "
                                 "dynamic_batching queue policy, or drop timeout_us")
+    _check_streaming(stream, pattern, config)
     traced = any(o.name == TRACE_OUTPUT and o.datatype == "INT64" and o.dims == (TRACE_WIDTH,)
                  for o in output_specs(config))
-    return ResolvedStream(stream, pattern, chosen, batched, traced)
+    return ResolvedStream(stream, pattern, chosen, batched, traced, pattern.stream is not None)
+
+
+def _check_streaming(stream: Stream, pattern: Pattern, config: Any) -> None:
+    """A streaming pattern goes to a decoupled model, a unary one to a model that answers once."""
+    decoupled = bool(config.model_transaction_policy.decoupled)
+    if pattern.stream is not None and not decoupled:
+        raise _fail(stream, f"pattern {pattern.name!r} streams (it has a \"stream\" section) but model "
+                            f"{stream.model!r} is not decoupled (model_transaction_policy.decoupled): aim the stream "
+                            "at a decoupled model or drop the pattern's \"stream\" section")
+    if pattern.stream is None and decoupled:
+        raise _fail(stream, f"model {stream.model!r} is decoupled (it streams its responses) but pattern "
+                            f"{pattern.name!r} is unary: give the pattern a \"stream\": {{}} section")
 
 
 def _check_input(stream: Stream, spec: InputSpec, wanted: InputPattern) -> None:
@@ -252,7 +269,21 @@ def encode_grpc(resolved: ResolvedStream, arrays: dict[str, np.ndarray]) -> byte
         request.parameters["priority"].uint64_param = stream.priority
     if stream.timeout_us:
         request.parameters["timeout"].int64_param = stream.timeout_us
+    if resolved.streaming:
+        request.parameters["triton_enable_empty_final_response"].bool_param = True
     return bytes(request.SerializeToString())
+
+
+def encode_sse(resolved: ResolvedStream, arrays: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    """A ``generate_stream`` JSON body (one request, inputs by name, without the batch dim) as ``(head, tail)``."""
+    body: dict[str, Any] = {}
+    for spec in resolved.inputs:
+        array = arrays[spec.name]
+        row = array[0] if resolved.batched else array
+        body[spec.name] = [v.decode() for v in row.ravel()] if spec.datatype == "BYTES" else row.ravel().tolist()
+    body.update(_parameters(resolved.stream))
+    tail = json.dumps(body, separators=(",", ":"))
+    return b'{"id":"', ('",' + tail[1:]).encode()
 
 
 def grpc_id_field(request_id: bytes) -> bytes:
@@ -272,6 +303,7 @@ def build_pool(resolved: ResolvedStream, scenario: Scenario, protocol: str, *, s
         wanted = min(wanted, max(1, len(pattern.input_data) // pattern.batch_size))
     http: list[HttpBody] = []
     grpc: list[bytes] = []
+    sse: list[tuple[bytes, bytes]] = []
     batches: list[int] = []
     used = 0
     for k in range(wanted):
@@ -281,8 +313,10 @@ def build_pool(resolved: ResolvedStream, scenario: Scenario, protocol: str, *, s
             break
         used += size
         batches.append(pattern.batch_size if resolved.batched else 1)
-        if protocol == "http":
+        if protocol == "http" and resolved.streaming:
+            sse.append(encode_sse(resolved, arrays))
+        elif protocol == "http":
             http.append(encode_http(resolved, arrays))
         else:
             grpc.append(encode_grpc(resolved, arrays))
-    return Pool(resolved, tuple(http), tuple(grpc), tuple(batches))
+    return Pool(resolved, tuple(http), tuple(grpc), tuple(batches), tuple(sse))

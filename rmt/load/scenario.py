@@ -25,6 +25,13 @@ Shapes are the request shape *without* the batch dimension: a fixed list (``[16]
 ``{"uniform": [lo, hi]}`` or ``{"loguniform": [lo, hi]}`` (each variable ``-1`` dim drawn in ``[lo, hi]``).
 Data: ``"random"`` (default), ``"zeros"``, or ``{"input_data": <path or parsed JSON>}`` in perf_analyzer's
 ``--input-data`` format.
+
+Streaming: a pattern with a ``"stream"`` section is sent to a decoupled model as a stream (gRPC ``ModelStreamInfer``,
+HTTP ``generate_stream``) and every other pattern as a unary inference; which model takes which is checked against
+its configuration before any load. ``{"stream": {"cancel_share": 0.5, "cancel_after_responses": 2,
+"cancel_after_ms": 0, "responses": 8}}``: half of the requests are cancelled by the client after their second
+response (or after ``cancel_after_ms`` ms, whichever comes first); ``responses`` is the count the model promises
+per request (optional; ``stream_completeness`` holds the completed requests to it).
 """
 
 from __future__ import annotations
@@ -72,6 +79,20 @@ class InputPattern:
 
 
 @dataclass(frozen=True)
+class StreamSpec:
+    """How a streaming pattern's requests end: a ``cancel_share`` cancelled by the client, the rest run to the end."""
+
+    cancel_share: float = 0.0
+    """Share (0..1) of the pattern's requests the client cancels."""
+    cancel_after_responses: int = 0
+    """Cancel after this many responses (0: not by count)."""
+    cancel_after_ms: float = 0.0
+    """Cancel this many ms after the send (0: not by time)."""
+    responses: int = 0
+    """Responses the model promises per completed request (0: not stated)."""
+
+
+@dataclass(frozen=True)
 class Pattern:
     """A request pattern: per-input dtype/shape/data, batch size; inputs not named follow ``default``."""
 
@@ -81,6 +102,8 @@ class Pattern:
     inputs: tuple[tuple[str, InputPattern], ...] = ()
     input_data: tuple[dict[str, Any], ...] = ()
     """perf_analyzer ``--input-data`` steps (each ``{input name: values or {content, shape}}``)."""
+    stream: StreamSpec | None = None
+    """Streaming requests (to a decoupled model) and their cancellation; ``None``: unary inferences."""
 
     def for_input(self, name: str) -> InputPattern:
         """The pattern of input ``name``."""
@@ -266,7 +289,7 @@ def _input_pattern(value: Any, path: str, has_input_data: bool) -> InputPattern:
 def parse_pattern(name: str, value: Any, base: Path | None = None) -> Pattern:
     """One entry of ``patterns``."""
     path = f"patterns.{name}"
-    spec = _mapping(value, path, ("dtype", "shape", "data", "batch_size", "inputs"))
+    spec = _mapping(value, path, ("dtype", "shape", "data", "batch_size", "inputs", "stream"))
     data = spec.get("data")
     input_data: tuple[dict[str, Any], ...] = ()
     if isinstance(data, Mapping):
@@ -282,7 +305,23 @@ def parse_pattern(name: str, value: Any, base: Path | None = None) -> Pattern:
         raise ConfigError(f"{_where(path)}: an input asks for input_data but the pattern has no "
                           "\"data\": {\"input_data\": ...}")
     batch = _number(spec.get("batch_size", 1), f"{path}.batch_size", minimum=1, integer=True)
-    return Pattern(name, batch, default, per_input, input_data)
+    stream = parse_stream_spec(spec["stream"], f"{path}.stream") if "stream" in spec else None
+    return Pattern(name, batch, default, per_input, input_data, stream)
+
+
+def parse_stream_spec(value: Any, path: str) -> StreamSpec:
+    """A pattern's ``stream`` section (see the module docstring)."""
+    spec = _mapping(value, path, ("cancel_share", "cancel_after_responses", "cancel_after_ms", "responses"))
+    share = _number(spec.get("cancel_share", 0.0), f"{path}.cancel_share")
+    if share > 1:
+        raise ConfigError(f"{_where(path)}.cancel_share = {share:g}: write a share between 0 and 1")
+    after_n = _number(spec.get("cancel_after_responses", 0), f"{path}.cancel_after_responses", integer=True)
+    after_ms = _number(spec.get("cancel_after_ms", 0.0), f"{path}.cancel_after_ms")
+    if share > 0 and not after_n and not after_ms:
+        raise ConfigError(f"{_where(path)}: cancel_share {share:g} needs cancel_after_responses or cancel_after_ms "
+                          "(when to cancel)")
+    return StreamSpec(share, after_n, after_ms, _number(spec.get("responses", 0), f"{path}.responses",
+                                                        integer=True))
 
 
 def parse_stream(value: Any, index: int, patterns: set[str]) -> Stream:

@@ -24,9 +24,11 @@ from tritonclient.utils import InferenceServerException
 
 from rmt.core.errors import ConfigError
 from rmt.load.engine import TrafficEngine, engine_for
-from rmt.load.grpcwire import MODEL_INFER, GrpcConnection
+from rmt.load.grpcwire import MODEL_INFER
 from rmt.load.payloads import ID_WIDTH, Pool, grpc_id_field
 from rmt.load.pinning import IDLE, FreePicker, active, claim_stream, total_dedicated
+from rmt.load.streamwire import CancelPlan, GrpcStreamConnection, SseConnection, StreamResult, draw_cancel, sse_head
+from rmt.load.streamwire import stream_trace as _stream_trace
 from rmt.load.transport import (
     OK,
     OUTCOMES,
@@ -111,6 +113,10 @@ class _Lane:
         """The TRACE rows of a reply (``None`` when absent)."""
         raise NotImplementedError
 
+    def stream_infer(self, stream: int, request_id: bytes, plan: CancelPlan) -> tuple[StreamResult, int]:
+        """Send one streaming request of ``stream`` and read its responses: ``(result, batch)``."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the connection."""
 
@@ -122,6 +128,9 @@ class _HttpLane(_Lane):
         super().__init__(pools)
         self.conn = HttpConnection(host, port, timeout_s)
         self.wires = [[HttpWire(f"{host}:{port}", p.resolved.stream.model, b, ID_WIDTH) for b in p.http] for p in pools]
+        self.sse_conn = SseConnection(host, port, timeout_s)
+        self.sse = [[(sse_head(f"{host}:{port}", p.resolved.stream.model, len(h) + ID_WIDTH + len(t)) + h, t)
+                     for h, t in p.sse] for p in pools]
 
     def infer(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
         wires = self.wires[stream]
@@ -134,14 +143,21 @@ class _HttpLane(_Lane):
         body, head = source
         return http_trace(body, json_header_length(head))
 
+    def stream_infer(self, stream: int, request_id: bytes, plan: CancelPlan) -> tuple[StreamResult, int]:
+        bodies = self.sse[stream]
+        k = self.cursor[stream] = (self.cursor[stream] + 1) % len(bodies)
+        head, tail = bodies[k]
+        return self.sse_conn.stream((head, request_id, tail), plan), 1
+
     def close(self) -> None:
         self.conn.close()
+        self.sse_conn.close()
 
 
 class _GrpcLane(_Lane):
     protocol, request_type = "grpc", "gRPC"
 
-    def __init__(self, pools: list[Pool], conn: GrpcConnection) -> None:
+    def __init__(self, pools: list[Pool], conn: GrpcStreamConnection) -> None:
         super().__init__(pools)
         self.conn = conn
         self.block = conn.block(MODEL_INFER)
@@ -154,6 +170,11 @@ class _GrpcLane(_Lane):
 
     def trace(self, source: Any) -> Any:
         return grpc_trace(source)
+
+    def stream_infer(self, stream: int, request_id: bytes, plan: CancelPlan) -> tuple[StreamResult, int]:
+        pool = self.pools[stream]
+        k = self.cursor[stream] = (self.cursor[stream] + 1) % len(pool.grpc)
+        return self.conn.stream((pool.grpc[k], _ID_TAG, request_id), plan), pool.batch_sizes[k]
 
     def close(self) -> None:
         self.conn.close()
@@ -184,6 +205,10 @@ class TritonUser(User):
         self._lane: _Lane | None = None
         self._skeys: list[list[tuple[str, str, str]]] = []
         self._traced: list[bool] = []
+        self._streaming: list[Any] = []
+        """Per stream: its pattern's :class:`~rmt.load.scenario.StreamSpec` (streaming), or ``None`` (unary)."""
+        self._rng = random.Random()
+        """Which streaming requests are cancelled."""
         self._names: list[str] = []
         self._models: list[str] = []
         self._dedicated: Any = None
@@ -203,6 +228,7 @@ class TritonUser(User):
         self._models = [s.model for s in scenario.streams]
         self._skeys = [[(lane.protocol, s.name, p.name) for p in scenario.phases] for s in scenario.streams]
         self._traced = [p.resolved.traced for p in lane.pools]
+        self._streaming = [p.resolved.pattern.stream if p.resolved.streaming else None for p in lane.pools]
         self._dedicated = None
         if scenario.mode == "closed" and total_dedicated(scenario):
             claimed = claim_stream(self.engine)
@@ -275,6 +301,8 @@ class TritonUser(User):
         request_id = engine.next_id()
         sent = time.perf_counter_ns()
         book.on_sent(skey, sent + engine.epoch_offset_ns)
+        if self._streaming[stream] is not None:
+            return self._send_stream(lane, stream, skey, request_id, intended_ns, sent)
         outcome, batch, length, error, source = lane.infer(stream, request_id)
         done = time.perf_counter_ns()
         done_epoch = done + engine.epoch_offset_ns
@@ -291,9 +319,31 @@ class TritonUser(User):
         )
         return outcome
 
+    def _send_stream(self, lane: _Lane, stream: int, skey: tuple[str, str, str], request_id: bytes,
+                     intended_ns: int, sent: int) -> int:
+        """The streaming half of :meth:`send`: one Locust event with the whole stream's time, details in windows."""
+        engine = self.engine
+        result, batch = lane.stream_infer(stream, request_id, draw_cancel(self._streaming[stream], self._rng))
+        done = time.perf_counter_ns()
+        done_epoch = done + engine.epoch_offset_ns
+        engine.book.on_stream_done(skey, result, batch, intended_ns, sent, done, done_epoch)
+        outcome = result.outcome
+        if outcome == OK and result.responses and self._traced[stream] and engine.traces.take(done_epoch):
+            self._keep_trace(lane, result, skey, request_id, intended_ns, sent, done, _stream_trace)
+        elif outcome != OK:
+            engine.book.failures.offer(done_epoch, self._models[stream], result.error)
+        self.environment.events.request.fire(
+            request_type=f"{lane.request_type} stream", name=self._names[stream],
+            response_time=(done - intended_ns) / 1e6, response_length=result.length, response=None,
+            context={"phase": skey[2], "responses": result.responses, "final": result.final,
+                     "outcome": "cancelled" if result.cancelled and outcome == OK else OUTCOMES[outcome]},
+            exception=None if outcome == OK else TritonRequestError(f"{OUTCOMES[outcome]}: {result.error}"),
+        )
+        return outcome
+
     def _keep_trace(self, lane: _Lane, source: Any, skey: tuple[str, str, str], request_id: bytes,
-                    intended: int, sent: int, done: int) -> None:
-        rows = lane.trace(source)
+                    intended: int, sent: int, done: int, parse: Any = None) -> None:
+        rows = (parse or lane.trace)(source)
         if rows is None:
             return
         offset = self.engine.epoch_offset_ns
@@ -332,6 +382,6 @@ class TritonGrpcUser(TritonUser):
         """A lane on a new connection to ``--host`` (the gRPC ``host:port``)."""
         host, port = split_host(self.host or self.environment.host, 8001)
         url = f"{host}:{port}"
-        conn = GrpcConnection(host, port, self.engine.require_scenario().network_timeout_s)
+        conn = GrpcStreamConnection(host, port, self.engine.require_scenario().network_timeout_s)
         pools = self.engine.pools("grpc", url, fetch_config_grpc(url))
         return _GrpcLane(pools, conn)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from hdrh.histogram import HdrHistogram
 
@@ -26,6 +26,17 @@ from rmt.load.failures import FailureSampler
 #: Histogram range in µs (1 µs … 10 min) and precision (significant digits).
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 600_000_000, 3
 NS_PER_S = 1_000_000_000
+
+class StreamOutcome(Protocol):
+    """What :meth:`WindowBook.on_stream_done` reads of a streaming request (a ``streamwire.StreamResult``)."""
+
+    outcome: int
+    cancelled: bool
+    responses: int
+    first_ns: int
+    final: bool
+    gaps_us: list[float]
+
 
 WindowKey = tuple[int, str, str, str]
 """``(window_start_ns, protocol, stream, phase)``."""
@@ -107,6 +118,18 @@ class LoadWindow:
     """Probe trace rows recorded for this key in this window (count; one per batch row of a traced request)."""
     processes: int
     """Load processes that contributed to this record (count)."""
+    cancelled: int = 0
+    """Streaming requests the client cancelled on purpose (the pattern's cancel plan) (count; not in succeeded)."""
+    responses: int = 0
+    """Data responses of streaming requests received in this window (count; unary requests: 0)."""
+    finals: int = 0
+    """Streaming requests whose final flag arrived (count)."""
+    gap_us_hdr: str = ""
+    """HDR histogram (compressed base64) of the gaps between consecutive responses of a streaming request, in µs.
+    For streaming requests ``latency_us`` is the time to the *first* response (from the intended send) and
+    ``service_us`` the whole stream (from the actual send to its end)."""
+    gap_p99_us: float = math.nan
+    """99th-percentile gap between responses in µs."""
 
 
 @dataclass
@@ -158,6 +181,10 @@ _MEASURES: tuple[tuple[str, str, str, str], ...] = (
     ("in_flight_max", "count", "none", "largest in-flight count during the window (sum over processes)"),
     ("latency_us", "us", "lower", "latency from the intended send time (coordinated-omission-correct)"),
     ("service_us", "us", "lower", "service time from the actual send"),
+    ("cancelled", "count", "none", "streaming requests cancelled by the client on purpose"),
+    ("responses", "count", "higher", "data responses of streaming requests"),
+    ("finals", "count", "none", "streaming requests whose final flag arrived"),
+    ("gap_us", "us", "lower", "gaps between consecutive responses of a streaming request"),
 )
 for _name, _unit, _better, _doc in _MEASURES:
     register_measure(f"load.{_name}", _unit, "rmt.load", _better, _doc)
@@ -170,11 +197,11 @@ def _pct(hist: HdrHistogram, q: float) -> float:
 class WindowState:
     """The mergeable content of one window key: counters and two µs histograms."""
 
-    __slots__ = ("counts", "in_flight", "in_flight_max", "latency", "processes", "service", "traced")
+    __slots__ = ("counts", "gap", "in_flight", "in_flight_max", "latency", "processes", "service", "traced")
 
     #: Counter fields, in the order of :attr:`counts`.
     COUNTERS = ("sent", "succeeded", "inferences", "failed_timeout", "failed_rejected", "failed_server",
-                "failed_client", "dropped_cap", "delayed_cap")
+                "failed_client", "dropped_cap", "delayed_cap", "cancelled", "responses", "finals")
 
     def __init__(self) -> None:
         self.counts = [0] * len(self.COUNTERS)
@@ -184,6 +211,7 @@ class WindowState:
         self.processes = 1
         self.latency = new_histogram()
         self.service = new_histogram()
+        self.gap = new_histogram()
 
     def merge(self, other: WindowState) -> None:
         """Add ``other`` (another process's state of the same key) into this one."""
@@ -194,11 +222,13 @@ class WindowState:
         self.processes += other.processes
         self.latency.add(other.latency)
         self.service.add(other.service)
+        self.gap.add(other.gap)
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack/JSON-safe form (for ``report_to_master``)."""
         return {"c": list(self.counts), "f": self.in_flight, "m": self.in_flight_max, "t": self.traced,
-                "p": self.processes, "l": encode_histogram(self.latency), "s": encode_histogram(self.service)}
+                "p": self.processes, "l": encode_histogram(self.latency), "s": encode_histogram(self.service),
+                "g": encode_histogram(self.gap)}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> WindowState:
@@ -209,6 +239,7 @@ class WindowState:
         state.traced, state.processes = int(data["t"]), int(data["p"])
         state.latency = decode_histogram(data["l"])
         state.service = decode_histogram(data["s"])
+        state.gap = decode_histogram(data.get("g", ""))
         return state
 
     def to_record(self, key: WindowKey) -> LoadWindow:
@@ -224,7 +255,8 @@ class WindowState:
             latency_p99_us=_pct(self.latency, 99),
             latency_max_us=float(self.latency.get_max_value()) if self.latency.get_total_count() else math.nan,
             service_p50_us=_pct(self.service, 50), service_p99_us=_pct(self.service, 99),
-            traced=self.traced, processes=self.processes)
+            traced=self.traced, processes=self.processes, gap_us_hdr=encode_histogram(self.gap),
+            gap_p99_us=_pct(self.gap, 99))
 
 
 def record_dict(record: LoadWindow | ProbeTrace) -> dict[str, Any]:
@@ -293,6 +325,32 @@ class WindowBook:
         state.in_flight = flying
         state.latency.record_value(min(max(1, int(latency_us)), HDR_HIGHEST_US))
         state.service.record_value(min(max(1, int(service_us)), HDR_HIGHEST_US))
+
+    def on_stream_done(self, skey: tuple[str, str, str], result: StreamOutcome, batch: int, intended_ns: int,
+                       sent_ns: int, done_ns: int, now_ns: int) -> None:
+        """A streaming request of ``skey`` ended (monotonic ``*_ns``; ``now_ns`` epoch): its responses, gaps, final
+        flag and outcome; latency is the time to the first response (none when the request got no response and was
+        cancelled), service time the whole stream."""
+        state = self._state(skey, now_ns)
+        counts = state.counts
+        if result.cancelled and result.outcome == 0:
+            counts[9] += 1
+        elif result.outcome == 0:
+            counts[1] += 1
+            counts[2] += batch
+        else:
+            counts[2 + result.outcome] += 1
+        counts[10] += result.responses
+        counts[11] += result.final
+        flying = self._in_flight[skey] = self._in_flight[skey] - 1
+        state.in_flight = flying
+        if result.responses:
+            state.latency.record_value(min(max(1, (result.first_ns - intended_ns) // 1000), HDR_HIGHEST_US))
+        elif not result.cancelled:
+            state.latency.record_value(min(max(1, (done_ns - intended_ns) // 1000), HDR_HIGHEST_US))
+        state.service.record_value(min(max(1, (done_ns - sent_ns) // 1000), HDR_HIGHEST_US))
+        for gap in result.gaps_us:
+            state.gap.record_value(min(max(1, int(gap)), HDR_HIGHEST_US))
 
     def on_dropped(self, skey: tuple[str, str, str], delayed: bool, now_ns: int) -> None:
         """An open-loop arrival was dropped (``delayed=False``) or queued behind busy users (``delayed=True``)."""

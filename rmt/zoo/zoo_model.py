@@ -58,6 +58,16 @@ Parameters (``parameters { key: "..." value { string_value: "..." } }``; all opt
   ``arena_compact``: ``false`` (the ``fragmenting_pool`` defect) fails the request with ``arena: failed to allocate N
   bytes (free M bytes, largest hole H bytes)`` when no hole fits, ``true`` (healthy) slides the live blocks together
   and retries, so it never fails.
+
+Decoupled models (``model_transaction_policy { decoupled: true }``) stream: each request gets ``stream_responses``
+(default 4) responses through its response sender, ``stream_gap_us`` apart (the first after ``execute_delay_us``,
+and ``cold_start_us`` on the instance's first execution), each carrying ``OUTPUT0`` and a ``TRACE`` row stamped at
+that response, then the final flag. A cancelled request (``request.is_cancelled()``, checked before every response)
+gets no more data responses, only the final flag.
+
+- ``stream_state_bytes``: per-request state allocated when the request starts and released at its normal end.
+- ``stream_release_on_cancel``: ``false`` (the ``stream_leak_on_cancel`` defect) keeps a cancelled request's state
+  forever, so every cancelled request leaks; ``true`` (healthy, the default) releases it on cancellation too.
 """
 
 from __future__ import annotations
@@ -299,6 +309,11 @@ class TritonPythonModel:
                             _param(config, "arena_compact", "true") == "true", self.pid + self.instance_index) \
             if arena > 0 else None
         self.arena_scale = int(_param(config, "arena_scale", "16") or 16)
+        self.decoupled = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+        self.stream_responses = int(_param(config, "stream_responses", "4") or 4)
+        self.stream_gap_s = int(_param(config, "stream_gap_us", "0") or 0) / 1e6
+        self.stream_state_bytes = int(_param(config, "stream_state_bytes", "0") or 0)
+        self.stream_release_on_cancel = _param(config, "stream_release_on_cancel", "true") == "true"
         self.init_done = threading.Event()
         work_s = int(_param(config, "init_work_us", "0") or 0) / 1e6
         if work_s <= 0:
@@ -333,8 +348,11 @@ class TritonPythonModel:
         self.pool_free.append(buf)  # returned: "in use" is 0 again, whatever the pool holds
 
     # -- execution --------------------------------------------------------------------------------------------------
-    def execute(self, requests: list[Any]) -> list[Any]:
+    def execute(self, requests: list[Any]) -> list[Any] | None:
         self.init_done.wait()
+        if self.decoupled:
+            self._stream(requests)
+            return None
         start_ns = time.time_ns()
         cold = self.exec_index == 0 and self.cold_s > 0
         if cold:
@@ -423,6 +441,44 @@ class TritonPythonModel:
     def _rows(values: list[int], rows: int | None) -> np.ndarray:
         row = np.asarray(values, dtype=np.int64)
         return np.ascontiguousarray(np.tile(row, (rows, 1))) if rows is not None else row
+
+    # -- decoupled (streaming) ----------------------------------------------------------------------------------------
+    def _stream(self, requests: list[Any]) -> None:
+        """Send each request's responses through its sender, interleaved across the batch (see the docstring)."""
+        cold = self.exec_index == 0 and self.cold_s > 0
+        if cold:
+            time.sleep(self.cold_s)
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
+        live = []
+        for request in requests:
+            sender = request.get_response_sender()
+            result = self._one(request)
+            if isinstance(result, pb_utils.TritonError):
+                sender.send(pb_utils.InferenceResponse(output_tensors=[], error=result),
+                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                continue
+            state = self.device.allocate(self.stream_state_bytes) if self.stream_state_bytes > 0 else None
+            live.append((request, sender, result, state))
+        for step in range(self.stream_responses):
+            if step and self.stream_gap_s > 0:
+                time.sleep(self.stream_gap_s)
+            still = []
+            for item in live:
+                request, sender, result, state = item
+                if request.is_cancelled():
+                    if not self.stream_release_on_cancel and state is not None:
+                        self.leaked.append(state)  # the defect: only the normal end lets go of the state
+                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                    continue
+                now = time.time_ns()
+                row = [self.pid, self.instance_index, self.exec_index, now, now, self.device_id, int(cold)]
+                sender.send(self._respond(result, row))
+                still.append(item)
+            live = still
+        for _, sender, _, _ in live:  # the normal end: the state goes with the request
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        self.exec_index += 1
 
     def finalize(self) -> None:
         self.leaked.clear()
