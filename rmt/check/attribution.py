@@ -5,6 +5,8 @@ growth per completed request is fitted (Theil–Sen + Kendall τ, as the leak ch
 request patterns that ran in the phase by non-negative least squares (``slope_phase = Σ share_p × b_p``). With one
 pattern per phase this is exact; a pattern whose bytes per request exceed the threshold, with a significant rising
 trend in a phase it dominates, is named with its shape/dtype — or as an error path when its requests failed.
+A model that streamed (a decoupled model) is also split by request lifecycle outcome the same way — completed,
+cancelled by the client, timed out, error — so a leak on the cancellation path is pinned on ``outcome:cancelled``.
 
 Fragmentation: an allocation failure (``out of memory``, ``failed to allocate``) while the device still had at least
 the requested bytes free is fragmentation, not exhaustion. The high-water mark of the device's memory vs its steady
@@ -31,6 +33,29 @@ from rmt.check.trend import PER_REQUESTS, fit_trend
 DOMINANT_SHARE = 0.5
 #: A pattern whose requests failed at least this often is reported as an error path.
 ERROR_PATH_SHARE = 0.5
+
+
+#: Lifecycle outcomes of streaming requests, as :func:`outcome_mix` names them.
+LIFECYCLE = ("completed", "cancelled", "timed_out", "error")
+
+
+def outcome_mix(streams: list[StreamWindows]) -> dict[str, tuple[float, float, dict[str, float], dict[str, float]]]:
+    """Like :func:`phase_mix`, keyed by lifecycle outcome (``outcome:completed`` …) instead of pattern."""
+    out: dict[str, tuple[float, float, dict[str, float], dict[str, float]]] = {}
+    for w in streams:
+        if w.phase is None or not w.streaming:
+            continue
+        timed_out = np.asarray(w.failed_by.get("timeout", np.zeros(len(w.t_s))))
+        counts = dict(zip(LIFECYCLE, (np.asarray(w.completed), np.asarray(w.cancelled), timed_out,
+                                      np.asarray(w.failed) - timed_out), strict=True))
+        for phase in set(w.phase.tolist()):
+            m = w.phase == phase
+            t0, t1, req, fail = out.get(phase, (np.inf, -np.inf, defaultdict(float), defaultdict(float)))
+            for name, values in counts.items():
+                req[f"outcome:{name}"] += float(values[m].sum())
+            fail["outcome:error"] += float(counts["error"][m].sum())
+            out[phase] = (min(t0, float(w.t_s[m].min())), max(t1, float(w.t_s[m].max()) + 1.0), req, fail)
+    return out
 
 
 def phase_mix(streams: list[StreamWindows]) -> dict[str, tuple[float, float, dict[str, float], dict[str, float]]]:
@@ -76,9 +101,12 @@ class LeakAttributionCheck(Check):
         out: list[Verdict] = []
         for s in series:
             out += self._attribute(s, phase_mix(by_model[str(s.model)]), run.patterns)
+            if any(w.streaming for w in by_model[str(s.model)]):
+                out += self._attribute(s, outcome_mix(by_model[str(s.model)]), {}, kind="outcome")
         return out or self.no_evidence("phases with enough samples to fit a trend")
 
-    def _attribute(self, s: MemorySeries, mix: dict[str, Any], described: dict[str, str]) -> list[Verdict]:
+    def _attribute(self, s: MemorySeries, mix: dict[str, Any], described: dict[str, str],
+                   kind: str = "pattern") -> list[Verdict]:
         patterns = sorted({p for _, _, req, _ in mix.values() for p, n in req.items() if n > 0})
         rows, slopes, fits = [], [], {}
         for phase, (t0, t1, req, _) in sorted(mix.items(), key=lambda kv: kv[1][0]):
@@ -106,7 +134,8 @@ class LeakAttributionCheck(Check):
             failed = sum(m[3].get(pattern, 0.0) for m in mix.values())
             error_path = requests > 0 and failed / requests >= ERROR_PATH_SHARE
             leaking = b * PER_REQUESTS > limit and bool(significant)
-            what = f"pattern {pattern!r}" + (f" ({described[pattern]})" if pattern in described else "")
+            what = (f"pattern {pattern!r}" + (f" ({described[pattern]})" if pattern in described else "")
+                    if kind == "pattern" else f"requests {pattern.removeprefix('outcome:')}")
             if error_path:
                 what += f", whose requests failed ({failed:.0f} of {requests:.0f}): the error path"
             grows = f"{format_bytes(b)}/request = {format_bytes(b * PER_REQUESTS)}/10k"

@@ -84,11 +84,27 @@ class StreamWindows:
     """Slowest successful request of each window (µs, NaN when none succeeded)."""
     timeout_us: int = 0
     """The ``timeout`` parameter the stream's requests carried (µs; 0: none)."""
+    cancelled: np.ndarray | None = None
+    """Streaming requests the client cancelled on purpose, per window (count), or None for unary streams."""
+    responses: np.ndarray | None = None
+    """Data responses of streaming requests per window (count), or None for unary streams."""
+    finals: np.ndarray | None = None
+    """Streaming requests whose final flag arrived, per window (count), or None for unary streams."""
+    completed_responses: np.ndarray | None = None
+    """Data responses of the streaming requests that completed, per window (count), or None."""
+    gap_us: Any = None
+    """``HdrHistogram`` of the gaps between responses of a streaming request (µs), or None."""
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the stream's requests were streamed (a decoupled model)."""
+        return self.responses is not None
 
     @property
     def requests(self) -> np.ndarray:
-        """Requests answered per window, successes and failures alike (what a server counts as completed)."""
-        return np.asarray(self.completed) + np.asarray(self.failed)
+        """Requests answered per window, successes, failures and cancelled streams alike (what a server counts)."""
+        done = np.asarray(self.completed) + np.asarray(self.failed)
+        return done if self.cancelled is None else done + np.asarray(self.cancelled)
 
 
 @dataclass(frozen=True)
@@ -183,5 +199,7 @@ class RunInputs:
     """The models' own ``rmt_*`` log lines (``model_lines.log``, else taken from the server log)."""
     patterns: dict[str, str] = field(default_factory=dict)
     """Scenario pattern name → a short description (shape, dtype, data) for explanations."""
+    promised_responses: dict[str, int] = field(default_factory=dict)
+    """Streaming pattern name → responses per request it promises (0: not stated)."""
     run_path: Path | None = None
     """The run directory read (checks that need its raw records, e.g. capacity's per-step histograms)."""

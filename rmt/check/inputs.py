@@ -113,6 +113,7 @@ def load_inputs(run: RunDir) -> RunInputs:
         inputs.notes.append(f"no {SAMPLES_FILE}: no collector ran, memory checks have nothing to judge")
     traffic = scenario_traffic(manifest)
     inputs.patterns = pattern_descriptions(traffic)
+    inputs.promised_responses = promised_responses(traffic)
     if (run.path / WINDOWS_FILE).exists():
         inputs.windows = stream_windows(run.read(WINDOWS_FILE), stream_timeouts(traffic))
     else:
@@ -173,6 +174,12 @@ def pattern_descriptions(traffic: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def promised_responses(traffic: Mapping[str, Any]) -> dict[str, int]:
+    """Streaming pattern name → the responses per request its ``stream`` section promises (0: not stated)."""
+    return {str(name): int((p.get("stream") or {}).get("responses", 0) or 0)
+            for name, p in (traffic.get("patterns") or {}).items() if isinstance(p, dict) and "stream" in p}
+
+
 def stream_timeouts(traffic: Mapping[str, Any]) -> dict[str, int]:
     """Stream name (``model/p<priority>/<pattern>``) → its requests' ``timeout_us``, for streams that set one."""
     out = {}
@@ -216,7 +223,8 @@ def _steady_start(ts: np.ndarray) -> int:
 
 
 _COLS = ("sent", "succeeded", "failed", "in_flight", "failed_timeout", "failed_rejected", "failed_server",
-         "failed_client", "in_flight_max", "latency_max_us")
+         "failed_client", "in_flight_max", "latency_max_us", "cancelled", "responses", "finals",
+         "completed_responses")
 
 
 def stream_windows(records: Iterable[dict[str, Any]], timeouts: Mapping[str, int] | None = None
@@ -229,10 +237,12 @@ def stream_windows(records: Iterable[dict[str, Any]], timeouts: Mapping[str, int
     meta: dict[str, tuple[str, int | None, str]] = {}
     hists: dict[str, list[tuple[int, str, str]]] = {}
     first: dict[str, tuple[int, float]] = {}
+    streaming: set[str] = set()
+    gaps: dict[str, list[str]] = {}
     for rec in records:
         stream, t = str(rec["stream"]), int(rec["window_start_ns"])
         meta.setdefault(stream, (str(rec["model"]), int(rec["priority"]) or None, str(rec.get("pattern", ""))))
-        acc = rows.setdefault(stream, {}).setdefault(t, [0.0] * 9 + [math.nan])
+        acc = rows.setdefault(stream, {}).setdefault(t, [0.0] * 9 + [math.nan] + [0.0] * 4)
         acc[0] += rec["sent"]
         acc[1] += rec["succeeded"]
         acc[2] += sum(rec[f] for f in FAILED_FIELDS)
@@ -240,6 +250,13 @@ def stream_windows(records: Iterable[dict[str, Any]], timeouts: Mapping[str, int
         for i, f in enumerate(FAILED_FIELDS):
             acc[4 + i] += rec[f]
         acc[8] += rec.get("in_flight_max") or 0
+        acc[10] += rec.get("cancelled") or 0
+        acc[11] += rec.get("responses") or 0
+        acc[12] += rec.get("finals") or 0
+        acc[13] += rec.get("completed_responses") or 0
+        if rec.get("responses") or rec.get("cancelled") or rec.get("finals"):
+            streaming.add(stream)
+            gaps.setdefault(stream, []).append(rec.get("gap_us_hdr") or "")
         phase = str(rec.get("phase", ""))
         by_phase = phases.setdefault(stream, {}).setdefault(t, {})
         by_phase[phase] = by_phase.get(phase, 0) + int(rec["sent"]) + int(rec["succeeded"]) + 1
@@ -269,8 +286,20 @@ def stream_windows(records: Iterable[dict[str, Any]], timeouts: Mapping[str, int
             pattern=pattern, phase=phase_of,
             failed_by={f.removeprefix("failed_"): cols[:, 4 + i] for i, f in enumerate(FAILED_FIELDS)},
             in_flight_max=cols[:, 8], latency_max_us=cols[:, 9],
-            timeout_us=int((timeouts or {}).get(stream, 0))))
+            timeout_us=int((timeouts or {}).get(stream, 0)),
+            **(_stream_columns(cols, gaps.get(stream, [])) if stream in streaming else {})))
     return out
+
+
+def _stream_columns(cols: np.ndarray, gaps: list[str]) -> dict[str, Any]:
+    """The streaming fields of a :class:`StreamWindows` (cancelled, responses, finals per window; merged gaps)."""
+    hist = new_histogram()
+    for text in gaps:
+        h = _decode(text)
+        if h is not None:
+            hist.add(h)
+    return {"cancelled": cols[:, 10], "responses": cols[:, 11], "finals": cols[:, 12],
+            "completed_responses": cols[:, 13], "gap_us": hist if hist.get_total_count() else None}
 
 
 def instance_name(model: str, index: int, device: int, limits: ModelLimits | None) -> str:

@@ -38,6 +38,7 @@ from rmt.check.sched_checks import (
     WeightsCheck,
 )
 from rmt.check.shape_checks import GraphReplayCheck, ShapeWarmupCheck
+from rmt.check.stream_checks import FirstResponseCheck, StreamCompletenessCheck
 from rmt.core.errors import ConfigError
 
 #: Every check, by spec name. Add a check here (one table, no second list).
@@ -45,6 +46,7 @@ CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     LeakCheck, PoolGrowthCheck, LeakAttributionCheck, FragmentationCheck, RateLimitCheck, ConcurrencyCheck,
     FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck, QueuePolicyCheck, WarmupCheck, WarmupExecutedCheck,
     ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck, SloCheck,
+    FirstResponseCheck, StreamCompletenessCheck,
 )}
 
 Spec = dict[str, dict[str, Any]]

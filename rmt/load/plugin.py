@@ -39,7 +39,14 @@ from rmt.core.errors import ConfigError
 from rmt.core.rundir import RunDir
 from rmt.load.engine import Plan, TrafficEngine, engine_for
 from rmt.load.scenario import load_scenario, parse_scenario
-from rmt.load.users import TritonGrpcUser, TritonUser, fetch_config_grpc, fetch_config_http, split_host
+from rmt.load.users import (
+    TritonGrpcUser,
+    TritonUser,
+    fetch_config_grpc,
+    fetch_config_http,
+    grpc_host,
+    split_host,
+)
 from rmt.load.windows import NS_PER_S, WindowKey, WindowState, record_dict
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ def add_arguments(parser: Any) -> None:
                        help="traffic scenario JSON (or a file with a 'traffic' section)")
     group.add_argument("--rmt-run-dir", default="", env_var="LOCUST_RMT_RUN_DIR",
                        help="run directory for windows.jsonl, traces.jsonl and the manifest")
+    group.add_argument("--rmt-grpc-host", default="", env_var="LOCUST_RMT_GRPC_HOST",
+                       help="gRPC host:port of the server for gRPC users (default: --host)")
     group.add_argument("--rmt-drain-timeout", type=float, default=30.0, env_var="LOCUST_RMT_DRAIN_TIMEOUT",
                        help="seconds to wait for in-flight requests and workers' last windows at stop")
 
@@ -122,7 +131,8 @@ class TritonTraffic:
             engine.configure(Plan(raw, self._clock_ns()))
             if self.environment.host:
                 grpc = all(issubclass(u, TritonGrpcUser) for u in self.environment.user_classes)
-                host, port = split_host(self.environment.host, 8001 if grpc else 8000)
+                target = (grpc_host(self.environment) if grpc else "") or self.environment.host
+                host, port = split_host(target, 8001 if grpc else 8000)
                 engine.validate(fetch_config_grpc(f"{host}:{port}") if grpc else fetch_config_http(f"{host}:{port}"))
         except ConfigError as exc:
             # Before any greenlet or worker exists: one line, no traceback, exit code 2.

@@ -95,6 +95,11 @@ def split_host(host: str | None, default_port: int) -> tuple[str, int]:
     return name, int(port)
 
 
+def grpc_host(environment: Any) -> str:
+    """``--rmt-grpc-host`` (the server's gRPC address when ``--host`` is its HTTP one), or ''."""
+    return str(getattr(environment.parsed_options, "rmt_grpc_host", "") or "") if environment.parsed_options else ""
+
+
 class _Lane:
     """The per-protocol part of a user: a connection, the wire forms of the bodies, a round-robin cursor."""
 
@@ -380,7 +385,7 @@ class TritonGrpcUser(TritonUser):
 
     def make_lane(self) -> _Lane:
         """A lane on a new connection to ``--host`` (the gRPC ``host:port``)."""
-        host, port = split_host(self.host or self.environment.host, 8001)
+        host, port = split_host(grpc_host(self.environment) or self.host or self.environment.host, 8001)
         url = f"{host}:{port}"
         conn = GrpcStreamConnection(host, port, self.engine.require_scenario().network_timeout_s)
         pools = self.engine.pools("grpc", url, fetch_config_grpc(url))

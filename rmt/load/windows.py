@@ -124,6 +124,9 @@ class LoadWindow:
     """Data responses of streaming requests received in this window (count; unary requests: 0)."""
     finals: int = 0
     """Streaming requests whose final flag arrived (count)."""
+    completed_responses: int = 0
+    """Data responses of the streaming requests that completed in this window (count; ``stream_completeness``
+    holds them to the pattern's promised responses × completed requests)."""
     gap_us_hdr: str = ""
     """HDR histogram (compressed base64) of the gaps between consecutive responses of a streaming request, in µs.
     For streaming requests ``latency_us`` is the time to the *first* response (from the intended send) and
@@ -184,6 +187,7 @@ _MEASURES: tuple[tuple[str, str, str, str], ...] = (
     ("cancelled", "count", "none", "streaming requests cancelled by the client on purpose"),
     ("responses", "count", "higher", "data responses of streaming requests"),
     ("finals", "count", "none", "streaming requests whose final flag arrived"),
+    ("completed_responses", "count", "none", "data responses of completed streaming requests"),
     ("gap_us", "us", "lower", "gaps between consecutive responses of a streaming request"),
 )
 for _name, _unit, _better, _doc in _MEASURES:
@@ -201,7 +205,8 @@ class WindowState:
 
     #: Counter fields, in the order of :attr:`counts`.
     COUNTERS = ("sent", "succeeded", "inferences", "failed_timeout", "failed_rejected", "failed_server",
-                "failed_client", "dropped_cap", "delayed_cap", "cancelled", "responses", "finals")
+                "failed_client", "dropped_cap", "delayed_cap", "cancelled", "responses", "finals",
+                "completed_responses")
 
     def __init__(self) -> None:
         self.counts = [0] * len(self.COUNTERS)
@@ -338,6 +343,7 @@ class WindowBook:
         elif result.outcome == 0:
             counts[1] += 1
             counts[2] += batch
+            counts[12] += result.responses
         else:
             counts[2 + result.outcome] += 1
         counts[10] += result.responses

@@ -263,6 +263,8 @@ class Orchestrator:
             args += ["--headless", "--only-summary"]
         procs: list[subprocess.Popen[bytes]] = []
         env = dict(os.environ, LOCUST_RMT_DEFINITION=str(run_dir / DEFINITION_FILE))  # workers read it at import
+        if server is not None:  # gRPC users (streaming scenarios) find the server's gRPC port here
+            env["LOCUST_RMT_GRPC_HOST"] = server.grpc_url
         log = (run_dir / LOCUST_LOG).open("ab")
         try:
             if self.request.workers:
