@@ -18,7 +18,7 @@ from rmt.run.orchestrate import scaled
 from rmt.run.verdicts import CAUGHT, HEALTHY, SKIPPED, UNEXPECTED, Row, format_rows, rows_for
 
 SCENARIOS = ["memory_growth", "fragmentation", "rate_limit", "weights_plenty", "fairness", "priority",
-             "priority_starvation", "warmup", "reconfig", "cross_device", "cross_device_global"]
+             "priority_starvation", "warmup", "reconfig", "cross_device", "cross_device_global", "streaming"]
 
 
 def test_catalogue_is_complete_and_every_scenario_parses() -> None:
