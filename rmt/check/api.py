@@ -22,7 +22,7 @@ from rmt.check.data import RunInputs
 from rmt.check.inputs import load_inputs, scenario_checks
 from rmt.check.report import counts, write_outputs
 from rmt.check.spec import Spec, build_checks, merge_specs, parse_spec, spec_from_mapping
-from rmt.core.rundir import RunDir
+from rmt.core.rundir import RunDir, reading
 
 
 @dataclass
@@ -75,10 +75,13 @@ def run_checks(checks: list[Check], inputs: RunInputs) -> list[Verdict]:
 def evaluate(run_dir: Path | str, spec: str | Mapping[str, Any] | None = None, *,
              file_spec: str | Mapping[str, Any] | None = None) -> CheckResult:
     """Judge ``run_dir`` offline: read it, build the checks of the merged spec, evaluate them all."""
-    run = RunDir(run_dir, create=False)
-    merged = merge_specs(as_spec(file_spec, "checks file"),
-                         spec_from_mapping(scenario_checks(run.manifest()), origin=f"{run_dir}/manifest.json"),
-                         as_spec(spec, "spec"))
+    run = RunDir(run_dir, create=False).require_run()
+    with reading(run.path):
+        merged = merge_specs(as_spec(file_spec, "checks file"),
+                             spec_from_mapping(scenario_checks(run.manifest()), origin=f"{run_dir}/manifest.json"),
+                             as_spec(spec, "spec"))
     checks = build_checks(merged)
-    inputs = load_inputs(run)
-    return CheckResult(Path(run_dir), merged, run_checks(checks, inputs), list(inputs.notes))
+    with reading(run.path):
+        inputs = load_inputs(run)
+        verdicts = run_checks(checks, inputs)
+    return CheckResult(Path(run_dir), merged, verdicts, list(inputs.notes))

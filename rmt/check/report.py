@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.core.errors import ConfigError
+from rmt.core.jsonfile import write_text_atomic
 from rmt.core.measures import MEASURES
 
 VERDICTS_JSON = "verdicts.json"
@@ -105,8 +107,15 @@ def junit_tree(verdicts: Sequence[Verdict], suite: str = "rmt.check") -> ET.Elem
 def write_outputs(verdicts: Sequence[Verdict], out_dir: Path, *, run_dir: str = "",
                   spec: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``verdicts.json`` and ``junit.xml`` into ``out_dir``; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     jpath, xpath = out_dir / VERDICTS_JSON, out_dir / JUNIT_XML
-    jpath.write_text(json.dumps(verdicts_document(verdicts, run_dir=run_dir, spec=spec), indent=2) + "\n")
-    junit_tree(verdicts).write(xpath, encoding="utf-8", xml_declaration=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        root = junit_tree(verdicts).getroot()
+        assert root is not None
+        junit = ET.tostring(root, encoding="unicode", xml_declaration=True)
+        write_text_atomic(jpath, json.dumps(verdicts_document(verdicts, run_dir=run_dir, spec=spec), indent=2) + "\n")
+        write_text_atomic(xpath, junit + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the verdicts into {out_dir} ({exc.strerror or exc}): free space there or "
+                          "choose another --out") from exc
     return jpath, xpath

@@ -12,7 +12,6 @@ check, parameter and default. Precedence: ``--checks`` > the run's scenario ``ch
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from rmt.check.data import RunInputs
 from rmt.check.report import counts, format_table
 from rmt.check.spec import describe_checks, merge_specs, parse_spec, spec_from_mapping
 from rmt.core.errors import CheckFailed, ConfigError
+from rmt.core.jsonfile import read_json
 
 
 def register(sub: Any) -> None:
@@ -40,12 +40,7 @@ def register(sub: Any) -> None:
 
 
 def _file_spec(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read --checks-file {path} ({exc.strerror}): pass an existing JSON file") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--checks-file {path} is not JSON ({exc.msg} at line {exc.lineno}): fix it") from exc
+    data = read_json(path, "--checks-file")
     if isinstance(data, dict) and isinstance(data.get("checks"), dict):
         data = data["checks"]
     return spec_from_mapping(data, origin=str(path))

@@ -24,7 +24,7 @@ def load_config_pbtxt(path: Path) -> Any:
     """Parse a ``config.pbtxt``; ConfigError names the file and the line on a syntax error."""
     try:
         return text_format.Parse(path.read_text(), mc.ModelConfig())
-    except (OSError, text_format.ParseError) as exc:
+    except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
         raise ConfigError(f"cannot read model config {path}: {exc}: fix the file (protobuf text format)") from exc
 
 

@@ -19,19 +19,27 @@ file by registering it in :data:`FILES` — a test fails for any ``*.jsonl`` wri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
+
 from rmt.core.errors import ConfigError
+from rmt.core.jsonfile import read_json
 
 MANIFEST = "manifest.json"
+#: The files whose presence says a folder holds a run (the manifest, load windows, collector samples).
+RUN_MARKERS = (MANIFEST, "windows.jsonl", "samples.jsonl")
+DAMAGED = "the run directory is damaged: rerun, or restore the file from a copy"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,25 @@ def _clean(value: Any) -> Any:
 def json_safe(value: Any) -> Any:
     """``value`` with NaN/inf replaced by None, recursively: the JSON form of "missing" everywhere in rmt."""
     return _clean(value)
+
+
+#: What reading a record of the wrong shape raises (a field missing, of the wrong type, out of range, a histogram
+#: that does not decode).
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, ZeroDivisionError,
+             zlib.error, HdrCookieException, HdrLengthException, HdrHistogramSettingsException)
+
+
+@contextlib.contextmanager
+def reading(path: Path | str) -> Iterator[None]:
+    """Around code that reads a run directory's records: a record of the wrong shape becomes one ConfigError line
+    naming the run directory (JSON that parses but does not hold what rmt wrote, e.g. a string for a count)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except MALFORMED as exc:
+        raise ConfigError(f"{path} holds a record rmt cannot read ({type(exc).__name__}: "
+                          f"{str(exc)[:120]}): {DAMAGED}") from exc
 
 
 class RunDir:
@@ -155,23 +182,43 @@ class RunDir:
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
-        """The manifest (empty when none was written yet)."""
+        """The manifest (empty when none was written yet); ConfigError when it is not a JSON object."""
         path = self.path / MANIFEST
         if not path.exists():
             return {}
-        data: dict[str, Any] = json.loads(path.read_text())
+        data = read_json(path, "run manifest", DAMAGED)
+        if not isinstance(data, dict):
+            raise ConfigError(f"run manifest {path} is not a JSON object: {DAMAGED}")
         return data
 
+    def holds_run(self) -> bool:
+        """Whether the folder holds a run: a non-empty manifest, windows or collector samples."""
+        return any((self.path / name).is_file() for name in RUN_MARKERS[1:]) or bool(self.manifest())
+
+    def require_run(self) -> RunDir:
+        """This run directory; ConfigError when the folder holds no run (empty, or someone else's files)."""
+        if not self.holds_run():
+            raise ConfigError(f"{self.path} holds no run (no {', '.join(RUN_MARKERS)}): pass the folder a run "
+                              "wrote")
+        return self
+
     def read(self, name: str) -> Iterator[dict[str, Any]]:
-        """The records of ``name`` in order; a torn (unterminated) last line is skipped."""
+        """The records of ``name`` in order; a torn (unterminated) last line is skipped, any other line that is not
+        a JSON object is a ConfigError naming the file and line."""
         path = self.path / name
         if not path.exists():
             return
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
                 if not line.endswith("\n"):
                     break
-                yield json.loads(line)
+                try:
+                    record = json.loads(line)
+                except (json.JSONDecodeError, RecursionError):
+                    record = None
+                if not isinstance(record, dict):
+                    raise ConfigError(f"{path} line {number} is not a JSON record: {DAMAGED}")
+                yield record
 
     def __enter__(self) -> RunDir:
         return self

@@ -36,7 +36,6 @@ per request (optional; ``stream_completeness`` holds the completed requests to i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from rmt.core.errors import ConfigError
+from rmt.core.jsonfile import read_json
 
 MODES = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
@@ -260,11 +260,7 @@ def load_input_data(value: Any, path: str, base: Path | None) -> tuple[dict[str,
     """perf_analyzer ``--input-data`` JSON (a path or the parsed object) → its ``data`` steps."""
     if isinstance(value, str):
         file = Path(value) if base is None or Path(value).is_absolute() else base / value
-        try:
-            value = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{_where(path)}: cannot read {file} ({exc}): give a perf_analyzer input-data JSON "
-                              "file") from exc
+        value = read_json(file, f"{_where(path)}: input data", "give a perf_analyzer input-data JSON file")
     steps = value.get("data") if isinstance(value, Mapping) else None
     if not isinstance(steps, list) or not steps:
         raise ConfigError(f"{_where(path)}: perf_analyzer input data needs a non-empty \"data\" list of steps")
@@ -332,7 +328,7 @@ def parse_stream(value: Any, index: int, patterns: set[str]) -> Stream:
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{_where(path)}: give the model name, e.g. \"model\": \"probe\"")
     pattern = spec.get("pattern", DEFAULT_PATTERN)
-    if pattern not in patterns:
+    if not isinstance(pattern, str) or pattern not in patterns:
         raise ConfigError(f"{_where(path)}.pattern = {pattern!r}: define it under 'patterns' "
                           f"(known: {', '.join(sorted(patterns))})")
     return Stream(model, str(pattern),
@@ -439,10 +435,4 @@ def _embed_input_data(spec: dict[str, Any], patterns: dict[str, Pattern]) -> dic
 def load_scenario(path: Path | str) -> Scenario:
     """Read a scenario JSON file (relative input-data paths resolve beside it)."""
     file = Path(path)
-    try:
-        data = json.loads(file.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read scenario {file} ({exc.strerror}): pass an existing JSON file") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"scenario {file} is not valid JSON (line {exc.lineno}: {exc.msg}): fix the file") from exc
-    return parse_scenario(data, base=file.parent)
+    return parse_scenario(read_json(file, "scenario"), base=file.parent)

@@ -10,7 +10,8 @@ from typing import Any
 
 from rmt.check.report import VERDICTS_JSON
 from rmt.core.errors import ConfigError
-from rmt.core.rundir import MANIFEST, RunDir
+from rmt.core.jsonfile import write_text_atomic
+from rmt.core.rundir import RunDir, reading
 from rmt.report.capacity import capacity_section
 from rmt.report.common import Raw, RunData, Section, no_data, table
 from rmt.report.load import concurrency_section, latency_section, throughput_section, warmup_section
@@ -109,13 +110,13 @@ def render(data: RunData) -> str:
 def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
     """Build ``report.html`` for a run directory (or ``out``); returns its path. ConfigError on a bad run dir."""
     run = RunDir(run_dir, create=False)
-    if not any((run.path / name).exists() for name in (MANIFEST, "windows.jsonl", "samples.jsonl", VERDICTS_JSON)):
-        raise ConfigError(f"{run.path} holds no run (no {MANIFEST}, windows.jsonl, samples.jsonl or "
-                          f"{VERDICTS_JSON}): pass the folder a run wrote")
-    html = render(RunData(run))
+    if not (run.path / VERDICTS_JSON).is_file():
+        run.require_run()
+    with reading(run.path):
+        html = render(RunData(run))
     path = Path(out) if out is not None else run.path / REPORT_HTML
     try:
-        path.write_text(html, encoding="utf-8")
+        write_text_atomic(path, html)
     except OSError as exc:
         raise ConfigError(f"cannot write {path} ({exc.strerror}): choose another --out") from exc
     return path

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rmt.core.errors import ConfigError
+from rmt.core.jsonfile import read_json
 from rmt.core.resources import SCENARIOS
+from rmt.load.scenario import parse_scenario
 
 #: The folder of the ready scenarios (package data: ``rmt/scenarios``).
 LOCUSTFILES = SCENARIOS
@@ -111,28 +113,69 @@ def _expectations(items: Any, origin: str) -> tuple[Expectation, ...]:
     return tuple(out)
 
 
+def _run_number(run: dict[str, Any], key: str, default: float, origin: str, *, integer: bool = False) -> Any:
+    """``run[key]`` as a non-negative number (an int when ``integer``); ConfigError naming the key otherwise."""
+    value = run.get(key, default)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok or (integer and value != int(value)):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{origin}: run.{key} = {value!r}: write {kind} >= 0, e.g. {default:g}")
+    return int(value) if integer else float(value)
+
+
+def _mapping_of(data: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{origin}: {key} must be a JSON object, e.g. \"{key}\": {{}}")
+    return value
+
+
+def _scenario_list(items: Any, origin: str) -> tuple[tuple[str, float], ...]:
+    """A campaign's ``run.scenarios``: names, or {name, duration_s} objects."""
+    if not isinstance(items, list):
+        raise ConfigError(f"{origin}: run.scenarios must be a list of scenario names or {{name, duration_s}}")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str) and item:
+            out.append((item, 10.0))
+        elif isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+            out.append((item["name"], _run_number(item, "duration_s", 10, f"{origin}: run.scenarios[{i}]")))
+        else:
+            raise ConfigError(f"{origin}: run.scenarios[{i}] = {item!r}: write a scenario name or "
+                              "{\"name\": ..., \"duration_s\": ...}")
+    return tuple(out)
+
+
 def parse_definition(name: str, data: Any, origin: str, path: Path | None = None) -> ScenarioDef:
     """A :class:`ScenarioDef` from a parsed definition file; ConfigError names the key and the fix."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a scenario definition is a JSON object with traffic, checks and run")
-    run = data.get("run") or {}
+    run = _mapping_of(data, "run", origin)
     unknown = sorted(set(run) - set(_RUN_KEYS))
     if unknown:
         raise ConfigError(f"{origin}: unknown run key {unknown[0]!r}: use one of {', '.join(_RUN_KEYS)}")
-    server = dict(run.get("server") or {})
+    server = dict(_mapping_of(run, "server", f"{origin}: run"))
     bad = sorted(set(server) - set(_SERVER_KEYS))
     if bad:
         raise ConfigError(f"{origin}: unknown run.server key {bad[0]!r}: use one of {', '.join(_SERVER_KEYS)}")
-    scenarios = tuple((str(s["name"]), float(s.get("duration_s", 10))) if isinstance(s, dict) else (str(s), 10.0)
-                      for s in run.get("scenarios", []))
+    scenarios = _scenario_list(run.get("scenarios", []), origin)
     if "traffic" not in data and not scenarios:
         raise ConfigError(f"{origin}: no traffic section: add \"traffic\": {{\"streams\": [...]}}")
+    _mapping_of(data, "checks", origin)
+    actions = run.get("actions", [])
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        raise ConfigError(f"{origin}: run.actions must be a list of objects, e.g. [{{\"kind\": \"load\", "
+                          "\"models\": [\"probe\"]}}]")
+    if "traffic" in data:
+        parse_scenario(data["traffic"], base=path.parent if path is not None else None)
     return ScenarioDef(
         name=str(data.get("name") or name), description=str(data.get("description", "")), raw=data, path=path,
-        users=int(run.get("users", 8)), spawn_rate=float(run.get("spawn_rate", 100)),
-        duration_s=float(run.get("duration_s", 20)), server=server,
-        actions=tuple(dict(a) for a in run.get("actions", [])),
-        expect=_expectations(run.get("expect", []), origin), requires_gpus=int(run.get("requires_gpus", 0)),
+        users=_run_number(run, "users", 8, origin, integer=True),
+        spawn_rate=_run_number(run, "spawn_rate", 100, origin),
+        duration_s=_run_number(run, "duration_s", 20, origin), server=server,
+        actions=tuple(dict(a) for a in actions),
+        expect=_expectations(run.get("expect", []), origin),
+        requires_gpus=_run_number(run, "requires_gpus", 0, origin, integer=True),
         scenarios=scenarios)
 
 
@@ -146,10 +189,7 @@ def load_definition(name_or_path: str | Path) -> ScenarioDef:
     if not path.exists():
         raise ConfigError(f"unknown scenario {str(name_or_path)!r}: use one of {', '.join(available())} "
                           "or a definition file path")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"scenario {path} is not valid JSON (line {exc.lineno}: {exc.msg}): fix the file") from exc
+    data = read_json(path, "scenario")
     return parse_definition(path.stem, data, str(path), path.resolve())
 
 
