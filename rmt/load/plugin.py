@@ -181,11 +181,11 @@ class TritonTraffic:
             return
         for key, wire in data.get("windows", []):
             k = (int(key[0]), str(key[1]), str(key[2]), str(key[3]))
-            state = WindowState.from_wire(wire)
-            if k in self.pending:
-                self.pending[k].merge(state)
+            state = self.pending.get(k)
+            if state is None:
+                self.pending[k] = WindowState.from_wire(wire)
             else:
-                self.pending[k] = state
+                state.merge_wire(wire)
         if self.run_dir is not None and data.get("traces"):
             self.run_dir.append("traces.jsonl", data["traces"])
         if self.run_dir is not None and data.get("failures"):

@@ -22,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 from rmt.core.measures import register_measure
 from rmt.core.rundir import register_file
 from rmt.load.failures import FailureSampler
+from rmt.load.hdrwire import add_encoded
 
 #: Histogram range in µs (1 µs … 10 min) and precision (significant digits).
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 600_000_000, 3
@@ -55,8 +56,7 @@ def encode_histogram(hist: HdrHistogram) -> str:
 def decode_histogram(text: str) -> HdrHistogram:
     """The inverse of :func:`encode_histogram`."""
     hist = new_histogram()
-    if text:
-        hist.add(HdrHistogram.decode(text.encode("ascii")))
+    add_encoded(hist, text)
     return hist
 
 
@@ -239,13 +239,21 @@ class WindowState:
     def from_wire(cls, data: dict[str, Any]) -> WindowState:
         """The inverse of :meth:`to_wire`."""
         state = cls()
-        state.counts = [int(c) for c in data["c"]]
-        state.in_flight, state.in_flight_max = int(data["f"]), int(data["m"])
-        state.traced, state.processes = int(data["t"]), int(data["p"])
-        state.latency = decode_histogram(data["l"])
-        state.service = decode_histogram(data["s"])
-        state.gap = decode_histogram(data.get("g", ""))
+        state.processes = 0
+        state.merge_wire(data)
         return state
+
+    def merge_wire(self, data: dict[str, Any]) -> None:
+        """:meth:`merge` of another process's state in its :meth:`to_wire` form, histograms added straight from
+        their wire form (:func:`rmt.load.hdrwire.add_encoded`: the master's cost per worker window)."""
+        self.counts = [a + int(b) for a, b in zip(self.counts, data["c"], strict=True)]
+        self.in_flight += int(data["f"])
+        self.in_flight_max += int(data["m"])
+        self.traced += int(data["t"])
+        self.processes += int(data["p"])
+        add_encoded(self.latency, data["l"])
+        add_encoded(self.service, data["s"])
+        add_encoded(self.gap, data.get("g", ""))
 
     def to_record(self, key: WindowKey) -> LoadWindow:
         """The :class:`LoadWindow` of this state."""

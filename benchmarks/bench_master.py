@@ -1,0 +1,146 @@
+"""Master scalability: worker windows merged per master CPU-second, and the master's memory, at N simulated workers.
+
+    .venv/bin/python benchmarks/bench_master.py [--workers 500] [--streams 20] [--seconds 10] [--rate 25]
+
+Each simulated worker runs ``--streams`` streams and sends one report per second carrying the 1-second window of
+each stream (``WindowState.to_wire``: counts and two µs HDR histograms of ``--rate`` requests), inside a Locust
+``Message("stats", …)`` serialized by Locust's own msgpack protocol — the bytes a real worker puts on the wire.
+The master's part is timed with ``time.process_time`` (one thread): ``Message.unserialize`` (Locust's receive
+loop) and ``TritonTraffic._on_worker_report`` — the ``worker_report`` listener rmt registers on a master, which merges
+each window into the pending state of its key and appends every window all workers reported past to
+``windows.jsonl``. The reports are built before each simulated second, outside the timing (they are the workers'
+cost). The watermarks start as ``test_start`` sets them on a master (every worker known, at 0).
+
+Exactness: every (second, stream) is written once, by all workers (``processes``), with the sums of ``sent`` and
+``succeeded`` and the histogram counts of what the workers sent; one merged histogram is compared counter by counter
+with hdrh's own ``decode_and_add`` of the same blobs. Last line: ``windows_per_cpu_s=X workers_at_1s=Y
+exact=True`` where ``workers_at_1s`` is how many workers of ``--streams`` streams one core merges in real time.
+Figures: docs/benchmarks.md ("master").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from locust.rpc.protocol import Message
+
+from rmt.core.rundir import RunDir
+from rmt.load.plugin import TritonTraffic
+from rmt.load.windows import NS_PER_S, WindowState, decode_histogram, new_histogram
+
+POOL = 97
+"""Distinct window states the simulated workers draw from (built once; which one a worker sends varies)."""
+
+
+def window_pool(rate: int, seed: int = 7) -> list[dict[str, Any]]:
+    """``POOL`` window states in wire form, each of ``rate`` requests with lognormal µs latencies."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(POOL):
+        state = WindowState()
+        n = max(1, int(rng.poisson(rate)))
+        for lat in rng.lognormal(np.log(1500 + 40 * i), 0.6, n):
+            state.latency.record_value(max(1, int(lat)))
+            state.service.record_value(max(1, int(lat * 0.8)))
+        state.counts[0] = n + int(i % 3 == 0)
+        state.counts[1] = state.counts[2] = n
+        state.in_flight = int(i % 3 == 0)
+        state.in_flight_max = 2
+        out.append(state.to_wire())
+    return out
+
+
+def reports(second_ns: int, workers: int, streams: int, pool: list[dict[str, Any]]) -> list[bytes]:
+    """One serialized Locust stats message per worker carrying its windows of the second at ``second_ns``."""
+    k = second_ns // NS_PER_S
+    out = []
+    for w in range(workers):
+        windows = [[[second_ns, "http", f"model{s}/p0/default", "steady"], pool[(w * 31 + s * 7 + k) % POOL]]
+                   for s in range(streams)]
+        data = {"stats": [], "stats_total": {}, "errors": {}, "user_count": 8, "user_classes_count": {},
+                "rmt": {"windows": windows, "traces": [], "failures": [], "upto": second_ns + NS_PER_S}}
+        out.append(Message("stats", data, f"worker-{w}").serialize())
+    return out
+
+
+def expected_totals(workers: int, streams: int, seconds: int, t0: int, pool: list[dict[str, Any]]
+                    ) -> dict[tuple[int, str], tuple[int, int, int]]:
+    """(second ns, stream) → (sent, succeeded, histogram count) summed over the workers."""
+    out = {}
+    for sec in range(seconds):
+        k = (t0 + sec * NS_PER_S) // NS_PER_S
+        for s in range(streams):
+            parts = [pool[(w * 31 + s * 7 + k) % POOL] for w in range(workers)]
+            out[(t0 + sec * NS_PER_S, f"model{s}/p0/default")] = (
+                sum(p["c"][0] for p in parts), sum(p["c"][1] for p in parts),
+                sum(decode_histogram(p["l"]).get_total_count() for p in parts))
+    return out
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=500)
+    ap.add_argument("--streams", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rate", type=int, default=25, help="requests per stream and worker per second (default 25)")
+    args = ap.parse_args()
+    pool = window_pool(args.rate)
+    t0 = (time.time_ns() // NS_PER_S) * NS_PER_S
+    proc = psutil.Process()
+    with tempfile.TemporaryDirectory() as tmp:
+        traffic = TritonTraffic(run_dir=tmp)
+        traffic.run_dir = RunDir(Path(tmp))
+        traffic._watermarks = {f"worker-{w}": 0.0 for w in range(args.workers)}  # as test_start on a master
+        rss0 = proc.memory_info().rss
+        cpu, worst, peak_pending, bytes_in = 0.0, 0.0, 0, 0
+        for sec in range(args.seconds):
+            wire = reports(t0 + sec * NS_PER_S, args.workers, args.streams, pool)
+            bytes_in += sum(len(m) for m in wire)
+            start = time.process_time()
+            for raw in wire:
+                msg = Message.unserialize(raw)
+                traffic._on_worker_report(msg.node_id, msg.data)
+            spent = time.process_time() - start
+            cpu += spent
+            worst = max(worst, spent)
+            peak_pending = max(peak_pending, len(traffic.pending))
+        rss1 = proc.memory_info().rss
+        traffic._flush()
+        records = [json.loads(line) for line in (Path(tmp) / "windows.jsonl").read_text().splitlines()]
+    merged = args.workers * args.streams * args.seconds
+    got = {(r["window_start_ns"], r["stream"]): (r["sent"], r["succeeded"],
+                                                 decode_histogram(r["latency_us_hdr"]).get_total_count())
+           for r in records}
+    exact = (len(records) == len(got) == args.streams * args.seconds
+             and got == expected_totals(args.workers, args.streams, args.seconds, t0, pool)
+             and all(r["processes"] == args.workers for r in records))
+    ref = new_histogram()
+    for w in range(args.workers):
+        text = pool[(w * 31 + 0 * 7 + t0 // NS_PER_S) % POOL]["l"]
+        if text:
+            ref.decode_and_add(text.encode("ascii"))
+    first = next(r for r in records if r["window_start_ns"] == t0 and r["stream"] == "model0/p0/default")
+    exact = exact and decode_histogram(first["latency_us_hdr"]).encode() == ref.encode()
+    rate = merged / cpu
+    print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}")
+    print(f"{args.workers} workers x {args.streams} streams x {args.seconds} s: {merged} worker-windows, "
+          f"{bytes_in / 1e6:.1f} MB of messages, master CPU {cpu:.2f} s (worst second {worst:.3f} s)")
+    print(f"master memory: RSS +{(rss1 - rss0) / 2**20:.1f} MiB while merging (peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB), {peak_pending} window keys "
+          "left pending after a second (all written once its last worker reported)")
+    print(f"windows_per_cpu_s={rate:.0f} workers_at_1s={rate / args.streams:.0f} exact={exact}")
+
+
+if __name__ == "__main__":
+    main()
