@@ -82,11 +82,15 @@ def test_triton_page_wins_over_the_collector_copy_and_dcgm_is_mib() -> None:
     matrix = [
         *_server("p", done, np.full(30, 1e8), t),
         _ps("rmt_nv_inference_request_success", t, done * 0, pod="p", model="m", version="1"),
-        _ps("DCGM_FI_DEV_FB_USED", t, np.full(30, 1024.0), pod="p", gpu="0", UUID="GPU-1", modelName="H200",
-            Hostname="node1"),
-        _ps("DCGM_FI_DEV_FB_FREE", t, np.full(30, 2048.0), pod="p", gpu="0", UUID="GPU-1"),
+        # DCGM exporter's pod mapping: the pod using the GPU, kept by Prometheus as exported_pod
+        _ps("DCGM_FI_DEV_FB_USED", t, np.full(30, 1024.0), pod="dcgm-exporter-x", exported_pod="p", gpu="0",
+            UUID="GPU-1", modelName="H200", Hostname="node1"),
+        _ps("DCGM_FI_DEV_FB_FREE", t, np.full(30, 2048.0), pod="dcgm-exporter-x", exported_pod="p", gpu="0",
+            UUID="GPU-1"),
     ]
-    data = group_servers(matrix)["p"]
+    servers = group_servers(matrix)
+    assert list(servers) == ["p"]
+    data = servers["p"]
     success = [s for s in data.series if s.measure == "nv_inference_request_success"]
     assert len(success) == 1 and success[0].values[-1] == 290  # Triton's own page, not the zeroed copy
     used = next(s for s in data.series if s.measure == "gpu_memory_used_bytes")

@@ -2,7 +2,7 @@
 
 Reads Triton's ``nv_*`` metrics, the rmt collector's exposition (``rmt_process_rss_bytes`` …) and DCGM exporter's
 ``DCGM_FI_DEV_FB_USED``/``_FREE`` through ``/api/v1/query_range``, per server (the first of the ``--server-label``
-labels a series carries: ``server``, ``pod``, ``exported_pod``, ``instance``), and runs rmt's checks on each:
+labels a series carries: ``server``, ``exported_pod``, ``pod``, ``instance``), and runs rmt's checks on each:
 leak and pool growth against completed requests, rate and fairness from Triton's counters (fairness, starvation,
 weights, concurrency with ``--model-repository``). Prints a verdict table per server and the fleet summary
 (which servers leak, which are healthy), writes ``fleet.json`` into ``--out``, and exits 0 when every server is

@@ -47,7 +47,9 @@ MIB = 2**20
 SELECTOR = ('{__name__=~"nv_inference_.*|nv_pinned_memory_.*|nv_gpu_.*|nv_cpu_.*|rmt_.*|'
             'DCGM_FI_DEV_FB_USED|DCGM_FI_DEV_FB_FREE"}')
 """The one range query: every family the adapter reads."""
-SERVER_LABELS = ("server", "pod", "exported_pod", "instance")
+SERVER_LABELS = ("server", "exported_pod", "pod", "instance")
+"""``exported_pod`` before ``pod``: DCGM exporter names the pod using a GPU, which Prometheus keeps as
+``exported_pod`` beside the exporter's own ``pod``."""
 TARGET_LABELS = frozenset({"__name__", "instance", "job", "namespace", "pod", "container", "service", "endpoint",
                            "node", "exported_pod", "exported_namespace", "exported_container", "exported_instance",
                            "exported_job", "server"})
