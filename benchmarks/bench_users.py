@@ -148,11 +148,11 @@ def _system_has(library: str) -> bool:
     return library in out
 
 
-def inference_count(server: EmbeddedServer) -> int:
+def inference_count(server: EmbeddedServer, model: str = MODEL) -> int:
     """The model's cumulative inference count as the server reports it."""
     client = httpclient.InferenceServerClient(server.http_url)
     try:
-        return int(client.get_inference_statistics(MODEL)["model_stats"][0]["inference_count"])
+        return int(client.get_inference_statistics(model)["model_stats"][0]["inference_count"])
     finally:
         client.close()
 
@@ -163,14 +163,16 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(times.user + times.system + times.children_user + times.children_system)
 
 
-def measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, seconds: float) -> tuple[int, float, str]:
-    """Start ``cmd``; once inferences flow, count them and the process's CPU over ``seconds``; end it by PID."""
+def measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, seconds: float,
+            model: str = MODEL) -> tuple[int, float, str]:
+    """Start ``cmd``; once ``model``'s inferences flow, count them and the process's CPU over ``seconds``; end it
+    by PID."""
     with tempfile.TemporaryFile(mode="w+") as log:
-        return _measure(cmd, env, server, seconds, log)
+        return _measure(cmd, env, server, seconds, log, lambda s: inference_count(s, model))
 
 
 def _measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, seconds: float,
-             log: Any) -> tuple[int, float, str]:
+             log: Any, inference_count: Callable[[EmbeddedServer], int]) -> tuple[int, float, str]:
     popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         proc = psutil.Process(popen.pid)
@@ -192,14 +194,19 @@ def _measure(cmd: list[str], env: dict[str, str], server: EmbeddedServer, second
         popen.wait(timeout=30)
 
 
-def main() -> int:
-    """Run every contender and print the table and the ratios line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options every client benchmark takes (interval, concurrency, perf_analyzer cache, subset)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured interval per contender (s)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (users / perf_analyzer)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rmt" / "perf_analyzer")
     parser.add_argument("--only", default="", help="run only contenders whose name contains this text")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    """Run every contender and print the table and the ratios line."""
+    args = arguments(__doc__).parse_args()
     work = Path(tempfile.mkdtemp(prefix="rmt-bench-users-"))
     scenario = work / "scenario.json"
     scenario.write_text(json.dumps({"traffic": {

@@ -19,6 +19,7 @@ from rmt.core.errors import ConfigError
 from rmt.load.scenario import StreamSpec, parse_scenario
 from rmt.load.streamwire import NO_CANCEL, CancelPlan, StreamResult, draw_cancel
 from rmt.load.windows import WindowBook, WindowState, record_dict
+from rmt.webui.plugin import RmtWebUI
 from tests.test_check_more import model_memory, stream
 
 NS = 1_000_000_000
@@ -163,3 +164,26 @@ def test_first_response_judges_p99_per_model_and_priority() -> None:
 def test_promised_responses_come_from_the_scenario() -> None:
     traffic = {"patterns": {"a": {"stream": {"responses": 8}}, "b": {"stream": {}}, "c": {"shape": [4]}}}
     assert promised_responses(traffic) == {"a": 8, "b": 0}
+
+
+def test_webui_rows_for_streams_from_events_and_worker_windows() -> None:
+    now = [100.5]
+    ui = RmtWebUI(clock=lambda: now[0])
+    for i in range(20):
+        now[0] = 97.0 + i * 0.1
+        ui.on_request("gRPC stream", "sn/p1/s", response_time=20.0, exception=None,
+                      context={"responses": 2 if i % 2 else 8, "outcome": "cancelled" if i % 2 else "ok",
+                               "first_response_ms": 0.5})
+    book = WindowBook()
+    skey = ("grpc", "sn/p2/s", "main")
+    for _ in range(10):
+        book.on_sent(skey, 97 * NS)
+        book.on_stream_done(skey, _result(8), 1, 0, 0, 30_000_000, 97 * NS)
+    (state,) = book.close(98 * NS).values()
+    ui.on_worker_report("w1", {"rmt": {"windows": [[[97 * NS, *skey], state.to_wire()]]}})
+    now[0] = 101.2
+    rows = {r["subject"]: r for r in ui.refresh() if r["section"] == "stream"}
+    assert rows["sn/p1/s"]["delta"] == "10 completed, 10 cancelled, 0 failed, 100 responses"
+    assert rows["sn/p1/s"]["latency"] == "first response 500 µs / 500 µs"
+    assert rows["sn/p2/s"]["delta"] == "10 completed, 0 cancelled, 0 failed, 80 responses"
+    assert "responses/s" in rows["sn/p2/s"]["now"]

@@ -341,6 +341,7 @@ class TritonUser(User):
             request_type=f"{lane.request_type} stream", name=self._names[stream],
             response_time=(done - intended_ns) / 1e6, response_length=result.length, response=None,
             context={"phase": skey[2], "responses": result.responses, "final": result.final,
+                     "first_response_ms": (result.first_ns - intended_ns) / 1e6 if result.responses else None,
                      "outcome": "cancelled" if result.cancelled and outcome == OK else OUTCOMES[outcome]},
             exception=None if outcome == OK else TritonRequestError(f"{OUTCOMES[outcome]}: {result.error}"),
         )

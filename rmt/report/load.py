@@ -21,6 +21,12 @@ CDF_PERCENTILES = tuple(np.unique(np.concatenate([np.linspace(0.0, 90.0, 46), 10
 FAILED = ("failed_timeout", "failed_rejected", "failed_server", "failed_client")
 
 
+def cdf_line(label: str, hist: Any) -> svg.Line:
+    """The CDF of an µs HDR histogram as a step line (x: latency, y: percentile)."""
+    xs = [float(hist.get_value_at_percentile(q)) for q in CDF_PERCENTILES]
+    return svg.Line(label, xs, list(CDF_PERCENTILES), step=True)
+
+
 def throughput_section(data: RunData) -> Section:
     """Completed requests per second per model over time, and each model's share of served vs demanded requests."""
     title = "Throughput and share vs demand"
@@ -73,8 +79,7 @@ def latency_section(data: RunData) -> Section:
         for priority in sorted(groups[model]):
             hist = histogram_of(groups[model][priority])
             label = f"priority {priority}" if priority else "default priority"
-            xs = [float(hist.get_value_at_percentile(q)) for q in CDF_PERCENTILES]
-            lines.append(svg.Line(label, xs, list(CDF_PERCENTILES), step=True))
+            lines.append(cdf_line(label, hist))
             rows.append([model, label, hist.get_total_count()] + [fmt_us(hist.get_value_at_percentile(q))
                                                                   for q in (50, 90, 99, 99.9)]
                         + [fmt_us(hist.get_max_value())])

@@ -16,6 +16,7 @@ from rmt.report.capacity import capacity_section
 from rmt.report.common import Raw, RunData, Section, no_data, table
 from rmt.report.load import concurrency_section, latency_section, throughput_section, warmup_section
 from rmt.report.memory import memory_section, phase_section
+from rmt.report.streams import streaming_section
 from rmt.report.svg import fmt_tick
 
 REPORT_HTML = "report.html"
@@ -74,8 +75,8 @@ def verdicts_section(data: RunData) -> Section:
 
 #: The report's sections, in page order (add a section here).
 SECTIONS: tuple[Callable[[RunData], Section], ...] = (
-    verdicts_section, memory_section, phase_section, throughput_section, latency_section, concurrency_section,
-    warmup_section, capacity_section,
+    verdicts_section, memory_section, phase_section, throughput_section, latency_section, streaming_section,
+    concurrency_section, warmup_section, capacity_section,
 )
 
 

@@ -157,6 +157,21 @@ class LiveStreams:
     def __init__(self) -> None:
         self.seconds: dict[str, dict[int, tuple[list[int], HdrHistogram]]] = {}
         self.totals: dict[str, list[int]] = {}
+        self.streaming: dict[str, dict[int, list[int]]] = {}
+        """Streaming streams: second → [responses, cancelled] (latency there is the time to first response)."""
+        self.stream_totals: dict[str, list[int]] = {}
+        """Streaming streams: [responses, cancelled] of the whole run."""
+
+    def _streamed(self, stream: str, second: int, responses: int, cancelled: int) -> None:
+        per = self.streaming.setdefault(stream, {})
+        slot = per.setdefault(second, [0, 0])
+        slot[0] += responses
+        slot[1] += cancelled
+        for old in [s for s in per if s < second - KEEP_S]:
+            del per[old]
+        total = self.stream_totals.setdefault(stream, [0, 0])
+        total[0] += responses
+        total[1] += cancelled
 
     def _slot(self, stream: str, second: int) -> tuple[list[int], HdrHistogram]:
         per = self.seconds.setdefault(stream, {})
@@ -167,8 +182,14 @@ class LiveStreams:
                 del per[old]
         return slot
 
-    def on_request(self, stream: str, t_s: float, latency_us: float, ok: bool) -> None:
-        """One request outcome (a Locust ``request`` event: ``response_time`` ms × 1000 = µs)."""
+    def on_request(self, stream: str, t_s: float, latency_us: float, ok: bool,
+                   streamed: tuple[int, bool] | None = None) -> None:
+        """One request outcome (a Locust ``request`` event: ``response_time`` ms × 1000 = µs); ``streamed``:
+        (responses, cancelled) of a streaming request, whose ``latency_us`` is then its time to first response."""
+        if streamed is not None:
+            self._streamed(stream, int(t_s), streamed[0], int(streamed[1]))
+            if streamed[1]:
+                return
         counts, hist = self._slot(stream, int(t_s))
         counts[0 if ok else 1] += 1
         total = self.totals.setdefault(stream, [0, 0])
@@ -176,8 +197,12 @@ class LiveStreams:
         if ok:
             hist.record_value(min(max(1, int(latency_us)), HDR_HIGHEST_US))
 
-    def on_window(self, stream: str, second: int, succeeded: int, failed: int, latency: HdrHistogram) -> None:
-        """A worker's window of one stream (merged exactly: counts add, histograms add)."""
+    def on_window(self, stream: str, second: int, succeeded: int, failed: int, latency: HdrHistogram,
+                  streamed: tuple[int, int] | None = None) -> None:
+        """A worker's window of one stream (merged exactly: counts add, histograms add); ``streamed``:
+        (responses, cancelled) when the window counts streaming requests."""
+        if streamed is not None:
+            self._streamed(stream, second, *streamed)
         counts, hist = self._slot(stream, second)
         counts[0] += succeeded
         counts[1] += failed
@@ -201,9 +226,16 @@ class LiveStreams:
             ok, failed = self.totals.get(stream, [0, 0])
             p50 = fmt_us(hist.get_value_at_percentile(50)) if hist.get_total_count() else "-"
             p99 = fmt_us(hist.get_value_at_percentile(99)) if hist.get_total_count() else "-"
-            out.append({"section": "stream", "subject": stream, "now": f"{rate:.1f} req/s",
-                        "delta": f"{ok} ok, {failed} failed", "slope": "", "latency": f"{p50} / {p99}",
-                        "preview": ""})
+            row = {"section": "stream", "subject": stream, "now": f"{rate:.1f} req/s",
+                   "delta": f"{ok} ok, {failed} failed", "slope": "", "latency": f"{p50} / {p99}", "preview": ""}
+            extra = self.streaming.get(stream)
+            if extra is not None:  # a streaming stream: responses, cancellations, latency = time to first response
+                responses = sum(extra[s][0] for s in range(current - RATE_WINDOW_S, current) if s in extra)
+                row["now"] += f", {responses / RATE_WINDOW_S:.1f} responses/s"
+                total = self.stream_totals[stream]
+                row["delta"] = f"{ok} completed, {total[1]} cancelled, {failed} failed, {total[0]} responses"
+                row["latency"] = f"first response {p50} / {p99}"
+            out.append(row)
         return out
 
     def chart_lines(self, now_s: float) -> dict[str, list[tuple[str, list[float], list[float]]]]:

@@ -148,8 +148,16 @@ class RmtWebUI:
 
     # -- feeding -----------------------------------------------------------------------------------------------------
     def on_request(self, request_type: str, name: str, response_time: float, response_length: int = 0,
-                   exception: Any = None, **_kw: Any) -> None:
-        """Locust ``request`` event (local runner): one outcome of stream ``name`` (response_time in ms)."""
+                   exception: Any = None, context: Any = None, **_kw: Any) -> None:
+        """Locust ``request`` event (local runner): one outcome of stream ``name`` (response_time in ms; a
+        streaming request's context carries its responses, outcome and time to first response)."""
+        context = context or {}
+        if "responses" in context:
+            first = context.get("first_response_ms")
+            self.streams.on_request(name, self.clock(), float(response_time if first is None else first) * 1000.0,
+                                    exception is None, (int(context["responses"]),
+                                                        context.get("outcome") == "cancelled"))
+            return
         self.streams.on_request(name, self.clock(), float(response_time) * 1000.0, exception is None)
 
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
@@ -158,7 +166,10 @@ class RmtWebUI:
             state = WindowState.from_wire(wire)
             counts = dict(zip(WindowState.COUNTERS, state.counts, strict=True))
             failed = sum(counts[c] for c in ("failed_timeout", "failed_rejected", "failed_server", "failed_client"))
-            self.streams.on_window(str(key[2]), int(key[0]) // NS_PER_S, counts["succeeded"], failed, state.latency)
+            streamed = (counts["responses"], counts["cancelled"]) \
+                if counts["responses"] or counts["cancelled"] or counts["finals"] else None
+            self.streams.on_window(str(key[2]), int(key[0]) // NS_PER_S, counts["succeeded"], failed, state.latency,
+                                   streamed)
 
     def refresh(self) -> list[dict[str, Any]]:
         """Poll the collectors once and rebuild the tab rows."""
