@@ -65,8 +65,8 @@ def soak_inputs(hours: float, n_series: int, n_streams: int, executions: int, se
 
 def write_rundir(path: Path, inputs: RunInputs) -> None:
     """The memory series in the collectors' format (one sample record per second with every series)."""
-    from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
     from rmt.core.rundir import RunDir
+    from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
 
     run = RunDir(path)
     decl = [{"collector": "local", "id": i + 1, "seq": i + 1, "source": "process", "measure": "process_rss_bytes",

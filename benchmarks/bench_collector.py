@@ -38,10 +38,10 @@ import numpy as np
 import psutil
 
 from rmt.collect.procfs import ProcFiles
-from rmt.collect.series import SAMPLES_FILE
 from rmt.collect.sidecar import DEFAULT_SOURCES, Sidecar, SidecarOptions
 from rmt.collect.target import ServerTarget
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE
 from rmt.server import EmbeddedServer, ServerOptions
 
 

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from rmt.collect.nvml import Nvml
-from rmt.collect.series import find_series, load_series
 from rmt.collect.sidecar import Sidecar, SidecarOptions
 from rmt.collect.target import ServerTarget
 from rmt.core.errors import RmtError
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import GPU_REPOSITORY
 from rmt.core.rundir import RunDir
+from rmt.core.samples import find_series, load_series
 from rmt.server import EmbeddedServer, ServerOptions
 
 LEAK, TWIN = "leak_gpu", "leak_gpu_healthy"

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from rmt.check import concurrency  # noqa: E402
 from rmt.check.data import InstanceTrace  # noqa: E402
 from rmt.check.inputs import TRACES_FILE, instance_traces  # noqa: E402
-from rmt.collect.series import load_series  # noqa: E402
 from rmt.core.resources import MULTI_GPU_REPOSITORY  # noqa: E402
 from rmt.core.rundir import RunDir  # noqa: E402
+from rmt.core.samples import load_series  # noqa: E402
 
 SCENARIOS = ("cross_device", "cross_device_global")
 

@@ -14,9 +14,9 @@ from hdrh.histogram import HdrHistogram
 
 from rmt.check.inputs import load_inputs, memory_kind
 from rmt.check.spec import build_checks
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
 from rmt.core.rundir import RunDir
-from rmt.load.windows import LoadWindow, ProbeTrace
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
+from rmt.core.windows import LoadWindow, ProbeTrace
 
 
 def test_memory_kind_follows_the_measures_table() -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from rmt.cli import main
-from rmt.collect.series import find_series, load_series
 from rmt.collect.sidecar import Sidecar, SidecarOptions
 from rmt.collect.target import ServerTarget
 from rmt.core.rundir import RunDir
+from rmt.core.samples import find_series, load_series
 from rmt.server import EmbeddedServer
 from tests.zoo_client import infer_all, wait_for
 

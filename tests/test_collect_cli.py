@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rmt.collect.series import SAMPLES_FILE
+from rmt.core.samples import SAMPLES_FILE
 from rmt.server import EmbeddedServer
 from tests.zoo_client import wait_for
 

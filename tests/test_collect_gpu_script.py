@@ -11,9 +11,9 @@ from types import ModuleType
 import pytest
 
 from rmt.collect.nvml import Nvml
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
 from rmt.core.resources import GPU_REPOSITORY
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "gpu_collectors.py"
 MIB = 2**20

@@ -11,10 +11,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
 from rmt.collect.sidecar import Sidecar, SidecarOptions
 from rmt.collect.target import ServerTarget
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
 from rmt.server import EmbeddedServer, free_port
 from tests.zoo_client import wait_for
 

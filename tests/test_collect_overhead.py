@@ -25,12 +25,13 @@ from rmt.collect.core import Collector
 from rmt.collect.http_get import HttpGetter
 from rmt.collect.process_tree import USS_CPU_SHARE, ProcessTreeSource
 from rmt.collect.procfs import ProcFiles
-from rmt.collect.series import SAMPLES_FILE, Point, Reading, labels_of
+from rmt.collect.series import Point, Reading, labels_of
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget
 from rmt.collect.triton_metrics import MetricsParser
 from rmt.core.errors import SourceUnavailable
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE
 from tests.zoo_client import wait_for
 
 MIB = 2**20

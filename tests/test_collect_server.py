@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE, find_series, load_series
 from rmt.collect.sidecar import SOURCE_NAMES, Sidecar, SidecarOptions
 from rmt.collect.target import ServerTarget
 from rmt.core.measures import MEASURES
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE, find_series, load_series
 from rmt.pytest_plugin import ServerFactory
 from rmt.server import EmbeddedServer
 from tests.zoo_client import infer_all, wait_for, zoo_subset

@@ -20,13 +20,14 @@ import pytest
 from rmt.collect.core import Collector
 from rmt.collect.http_get import HttpGetter
 from rmt.collect.process_tree import ProcessTreeSource
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, SampleEncoder, SampleRecord, labels_of
+from rmt.collect.series import Point, Reading, SampleEncoder, labels_of
 from rmt.collect.shm import ShmSource
 from rmt.collect.sidecar import Sidecar, SidecarOptions
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget
 from rmt.core.errors import ConfigError, SourceUnavailable
 from rmt.core.rundir import RunDir, json_safe
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE, SampleRecord
 from tests.test_collect_overhead import pages  # noqa: F401  (fixture)
 from tests.zoo_client import wait_for
 

@@ -17,7 +17,7 @@ from rmt.collect.core import Collector
 from rmt.collect.gpu import NvmlSource
 from rmt.collect.model_stats import parse_model_stats
 from rmt.collect.nvml import Nvml
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE, Point, Reading, find_series, labels_of, load_series
+from rmt.collect.series import Point, Reading, labels_of
 from rmt.collect.shm import ShmSource
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget
@@ -25,6 +25,7 @@ from rmt.collect.triton_metrics import TRITON_METRICS, MetricsParser
 from rmt.core.errors import ConfigError, SourceUnavailable
 from rmt.core.measures import MEASURES
 from rmt.core.rundir import FILES, RunDir
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE, find_series, load_series
 from tests.zoo_client import wait_for
 
 TRITON_TEXT = """\
@@ -75,8 +76,8 @@ def records(run: RunDir, source: str) -> list[dict[str, Any]]:
 
 
 def test_files_are_registered_with_documented_records() -> None:
-    assert FILES[SAMPLES_FILE].record == "rmt.collect.series.SampleRecord"
-    assert FILES[SERIES_FILE].record == "rmt.collect.series.SeriesRecord"
+    assert FILES[SAMPLES_FILE].record == "rmt.core.samples.SampleRecord"
+    assert FILES[SERIES_FILE].record == "rmt.core.samples.SeriesRecord"
 
 
 def test_every_triton_metric_kept_is_registered() -> None:
@@ -154,14 +155,14 @@ def test_slow_source_never_stalls_the_others_and_overruns_become_gaps(tmp_path: 
     assert [r["tick"] for r in slow_rows] == list(range(len(slow_rows)))  # the time axis stays complete
 
 
-def test_unregistered_measure_is_a_gap_not_a_crash(tmp_path: Path) -> None:
+def test_undeclared_measure_is_a_gap_not_a_crash(tmp_path: Path) -> None:
     class Rogue(CountingSource):
         def read(self) -> Reading:
-            return Reading([Point("not_a_registered_measure_bytes", (), 1.0)])
+            return Reading([Point("not_a_declared_measure_bytes", (), 1.0)])
 
     with Collector([Rogue("rogue")], run_dir=RunDir(tmp_path), interval_s=0.05) as col:
         wait_for(lambda: col.status["rogue"].errors_total >= 1, 20, 'col.status["rogue"].errors_total >= 1')
-    assert "not registered" in col.status["rogue"].last_error
+    assert "is not in rmt.core.measures" in col.status["rogue"].last_error
 
 
 def test_bad_interval_and_duplicate_sources_are_config_errors() -> None:

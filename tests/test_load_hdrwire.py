@@ -6,7 +6,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rmt.load.hdrwire import add_encoded
+from rmt.core.hdrwire import add_encoded
 from rmt.load.windows import HDR_HIGHEST_US, WindowState, decode_histogram, encode_histogram, new_histogram
 
 values = st.lists(st.integers(1, HDR_HIGHEST_US), max_size=40)

@@ -16,11 +16,12 @@ from rmt.core.measures import MEASURES
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import ZOO_REPOSITORY
 from rmt.core.rundir import FILES
+from rmt.core.windows import LoadWindow, WindowState
 from rmt.load.payloads import ID_WIDTH, build_pool, grpc_id_field, resolve_stream
 from rmt.load.scenario import parse_scenario
 from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
 from rmt.load.transport import classify_server_error, http_trace
-from rmt.load.windows import LoadWindow, WindowBook, WindowState
+from rmt.load.windows import WindowBook
 
 PROBE = load_config_pbtxt(ZOO_REPOSITORY / "probe" / "config.pbtxt")
 
@@ -127,8 +128,8 @@ def test_window_book_hands_over_only_finished_seconds() -> None:
 
 
 def test_records_are_registered_and_documented() -> None:
-    assert FILES["windows.jsonl"].record == "rmt.load.windows.LoadWindow"
-    assert FILES["traces.jsonl"].record == "rmt.load.windows.ProbeTrace"
+    assert FILES["windows.jsonl"].record == "rmt.core.windows.LoadWindow"
+    assert FILES["traces.jsonl"].record == "rmt.core.windows.ProbeTrace"
     assert {f"load.{name}" for name in WindowState.COUNTERS} <= set(MEASURES)
     assert all(MEASURES[f"load.{name}"].unit == "count" for name in WindowState.COUNTERS)
     assert set(WindowState.COUNTERS) <= set(LoadWindow.__dataclass_fields__)

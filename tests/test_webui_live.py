@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmt.load.windows import WindowState
+from rmt.core.windows import WindowState
 from rmt.webui.live import LiveMemory, LivePoint, LiveStreams
 from rmt.webui.plugin import RmtWebUI
 

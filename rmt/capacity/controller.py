@@ -31,15 +31,15 @@ from hdrh.histogram import HdrHistogram
 from locust import LoadTestShape
 from locust.runners import MasterRunner, WorkerRunner
 
-from rmt.capacity.ladder import SweepConfig, parse_step_name, parse_sweep
-from rmt.capacity.records import CONTROL_FILE, StepDecision
+from rmt.capacity.ladder import SweepConfig, parse_sweep
 from rmt.capacity.stability import Window, is_stable, judge_step
 from rmt.core.errors import ConfigError
+from rmt.core.hdr import HIGHEST_US, decode_histogram, new_histogram
+from rmt.core.records import CAPACITY_CONTROL_FILE, StepDecision, parse_step_name
 from rmt.core.rundir import RunDir
 from rmt.load.engine import engine_for
 from rmt.load.scenario import parse_scenario
 from rmt.load.schedule import PhaseClock
-from rmt.load.windows import HDR_HIGHEST_US, decode_histogram, new_histogram
 
 log = logging.getLogger(__name__)
 MSG_END = "rmt_capacity_end"
@@ -128,7 +128,7 @@ class SweepController:
             latency_us = float(response_time) * 1000
             entry[0] += 1
             entry[2] += latency_us
-            entry[3].record_value(min(max(1, int(latency_us)), HDR_HIGHEST_US))
+            entry[3].record_value(min(max(1, int(latency_us)), HIGHEST_US))
         else:
             entry[1] += 1
 
@@ -194,7 +194,7 @@ class SweepController:
                  outcome.reason)
         if self._run_dir:
             with RunDir(self._run_dir) as rd:
-                rd.append(CONTROL_FILE, [asdict(decision)], flush=True)
+                rd.append(CAPACITY_CONTROL_FILE, [asdict(decision)], flush=True)
         if outcome.stop:
             self.stopped = outcome.reason
         return outcome.stop

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from rmt.core.errors import ConfigError
-
-_STEP = re.compile(r"^step-(?P<index>\d+)@(?P<rate>[0-9.]+)rps$")
+from rmt.core.records import step_name
 
 
 @dataclass(frozen=True)
@@ -109,18 +107,6 @@ def check_durations(config: SweepConfig, origin: str = "capacity") -> None:
     if config.min_step_s > config.max_step_s:
         raise ConfigError(f"{origin}.min_step_s = {config.min_step_s:g} exceeds max_step_s = "
                           f"{config.max_step_s:g}: lower min_step_s")
-
-
-def step_name(index: int, rate: float) -> str:
-    """``step-03@120rps`` (1-based index; the rate to 0.1 req/s, trailing ``.0`` dropped)."""
-    text = f"{rate:.1f}".removesuffix(".0")
-    return f"step-{index + 1:02d}@{text}rps"
-
-
-def parse_step_name(name: str) -> tuple[int, float] | None:
-    """``(0-based index, offered rate)`` of a step phase name, or None for another phase."""
-    m = _STEP.match(name)
-    return (int(m.group("index")) - 1, float(m.group("rate"))) if m else None
 
 
 def ladder_phases(config: SweepConfig, traffic: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from rmt.capacity.ladder import parse_step_name
-from rmt.capacity.records import CONTROL_FILE
-from rmt.collect.series import SAMPLES_FILE, Series, load_series
+from rmt.core.records import CAPACITY_CONTROL_FILE, parse_step_name
 from rmt.core.rundir import RunDir
-from rmt.load.windows import WindowState, histogram_of
+from rmt.core.samples import SAMPLES_FILE, Series, load_series
+from rmt.core.windows import WindowState, histogram_of
 
 NS = 1_000_000_000
 STEPS_CSV = "capacity_steps.csv"
@@ -100,7 +99,7 @@ class StepFigures:
 def _spans(run: RunDir, windows: list[dict[str, Any]]) -> dict[str, tuple[int, int, str]]:
     """Phase → (start ns, end ns, reason), from the controller's log or the windows' span."""
     spans: dict[str, tuple[int, int, str]] = {}
-    for rec in run.read(CONTROL_FILE):
+    for rec in run.read(CAPACITY_CONTROL_FILE):
         spans[str(rec["phase"])] = (int(rec["start_ns"]), int(rec["end_ns"]), str(rec["reason"]))
     seen: dict[str, list[int]] = defaultdict(list)
     for w in windows:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rmt.check.data import RunInputs
-from rmt.core.measures import register_measure
+from rmt.core.measures import Measure
 
 PASS = "pass"
 FAIL = "fail"
@@ -46,7 +46,7 @@ class Verdict:
     status: str
     """``pass``, ``fail`` or ``skip`` (no evidence to judge)."""
     measure: str
-    """Name of the measured quantity (registered in :data:`rmt.core.measures.MEASURES`)."""
+    """Name of the measured quantity (the check's :meth:`Check.measure_entry`)."""
     measured: float | None
     threshold: float | None
     comparison: str
@@ -86,12 +86,11 @@ class Check(ABC):
     comparison: ClassVar[str] = "<="
     params: ClassVar[tuple[Param, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Register the measure of every concrete check in the one table of measures."""
-        super().__init_subclass__(**kwargs)
-        if "measure" in cls.__dict__:
-            register_measure(cls.measure, cls.unit, "checkers", "lower" if cls.comparison == "<=" else "higher",
-                             f"{cls.name} check: {cls.summary}")
+    @classmethod
+    def measure_entry(cls) -> Measure:
+        """The check's measure as a :class:`~rmt.core.measures.Measure` (source ``rmt.check``)."""
+        return Measure(cls.measure, cls.unit, "rmt.check", "lower" if cls.comparison == "<=" else "higher",
+                       f"{cls.name} check: {cls.summary}")
 
     def __init__(self, values: Mapping[str, Any] | None = None, *, required: bool = False) -> None:
         """``values``: parameter name → written value (defaults for the rest). ``required``: the user asked for

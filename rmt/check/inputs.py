@@ -1,22 +1,21 @@
 """The one adapter from a run directory (:class:`rmt.core.rundir.RunDir`) to the checkers' plain inputs.
 
-Everything else in :mod:`checkers` is a pure function of :class:`~rmt.check.data.RunInputs`; this module alone knows
+Everything else in :mod:`rmt.check` is a pure function of :class:`~rmt.check.data.RunInputs`; this module alone knows
 the files. Read so far: ``manifest.json`` (server options → rate limiter on/off and ``--rate-limit-resource`` flags;
 the model repository → per-instance rate-limiter needs and weights; the scenario's ``checks`` spec) and the
-collectors' memory series (``series.jsonl``/``samples.jsonl`` through :func:`rmt.collect.series.load_series`).
+collectors' memory series (``series.jsonl``/``samples.jsonl`` through :func:`rmt.core.samples.load_series`).
 
 Which series are judged follows :data:`rmt.core.measures.MEASURES`, not a list here: every ``bytes`` measure whose
-better
-direction is ``lower`` is memory, except those in :data:`NOT_THE_SERVERS`; a measure from the ``shm`` source or
+better direction is ``lower`` is memory, except those in :data:`NOT_THE_SERVERS`; a measure from the ``shm`` source or
 with ``pool`` in its name is a *pool*. The x axis is completed requests (``nv_inference_request_success`` +
 ``nv_inference_request_failure``, failures count: an error path can leak): of the series' own model when it has a
 ``model`` label, of the whole server otherwise, interpolated at the memory sample times.
 
 Request windows (``windows.jsonl``) and probe traces (``traces.jsonl``) are read as plain JSON by the field names of
-``rmt.load.windows.LoadWindow`` and ``ProbeTrace`` (a test builds its input through those dataclasses, so a field
-drift fails it). Windows of one stream are summed over protocols and phases;
-priority 0 (the model's default level) counts as unknown; the steady-state histogram leaves out the first
-:data:`STEADY_AFTER_S` seconds of a stream; a trace's instance is named ``<model>_0_<instance_index>`` (models with
+:class:`rmt.core.windows.LoadWindow` and :class:`~rmt.core.windows.ProbeTrace` (a test builds its input through
+those dataclasses, so a field drift fails it). Windows of one stream are summed over protocols and phases; priority 0
+(the model's default level) counts as unknown; the steady-state histogram leaves out the first :data:`STEADY_AFTER_S`
+seconds of a stream; a trace's instance is named ``<model>_0_<instance_index>`` (models with
 one instance group).
 
 Model configs the load fetched from the server (``manifest.model_configs``) stand in for models the repository does
@@ -25,7 +24,7 @@ reason, ``in_flight_max`` and the slowest latency per window (leak attribution, 
 ``timeout_us`` and pattern descriptions from the manifest's scenario; per-model counters (:data:`COUNTERS`) and free
 memory from the collector's series; model configs (``ModelConfig``) from the repository; ``failures.jsonl``,
 ``events.jsonl``, ``readiness.jsonl``, ``model_control.jsonl``, a verbose ``tritonserver.log`` and
-``model_lines.log`` (see :mod:`rmt.check.records`).
+``model_lines.log`` (see :mod:`rmt.core.records`).
 """
 
 from __future__ import annotations
@@ -41,20 +40,26 @@ from hdrh.histogram import HdrHistogram
 
 from rmt.check import records
 from rmt.check.data import CounterSeries, InstanceTrace, MemorySeries, ModelLimits, RunInputs, StreamWindows
-from rmt.check.latency import new_histogram
 from rmt.check.ratelimit import model_limits, repository_limits
-from rmt.collect import sidecar  # noqa: F401 - imports every source, so their measures are registered
-from rmt.collect.series import SAMPLES_FILE, Series, load_series
 from rmt.core.errors import ConfigError
+from rmt.core.hdr import new_histogram
 from rmt.core.measures import MEASURES
 from rmt.core.modelconfig import config_from_json, load_config_pbtxt
+from rmt.core.records import (
+    EVENTS_FILE,
+    FAILURES_FILE,
+    MODEL_CONTROL_FILE,
+    MODEL_LINES,
+    READINESS_FILE,
+    SERVER_LOG,
+)
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, Series, load_series
+from rmt.core.windows import TRACES_FILE, WINDOWS_FILE
 
 #: Memory measures that are not the server's own memory, with the reason they are not judged.
 NOT_THE_SERVERS = {"nv_cpu_memory_used_bytes": "machine-wide (MemTotal - MemAvailable): every process of the host"}
 COMPLETED = ("nv_inference_request_success", "nv_inference_request_failure")
-WINDOWS_FILE = "windows.jsonl"
-TRACES_FILE = "traces.jsonl"
 STEADY_AFTER_S = 10.0
 STEADY_AFTER_SHARE = 0.2
 """A stream shorter than 50 s counts as steady after this share of its span (see :func:`_steady_start`)."""
@@ -120,14 +125,14 @@ def load_inputs(run: RunDir) -> RunInputs:
         inputs.notes.append(f"no {WINDOWS_FILE}: no load ran, request checks have nothing to judge")
     if (run.path / TRACES_FILE).exists():
         inputs.traces = instance_traces(run.read(TRACES_FILE), inputs.models)
-    inputs.failures = records.failure_events(run.read("failures.jsonl"))
-    control, polls = records.control_events(run.read(records.CONTROL_FILE))
-    inputs.events = sorted(records.model_events(run.read("events.jsonl")) + control, key=lambda e: e.t_s)
-    inputs.readiness = records.readiness_timelines(run.read("readiness.jsonl"), polls)
-    log = run.path / records.SERVER_LOG
+    inputs.failures = records.failure_events(run.read(FAILURES_FILE))
+    control, polls = records.control_events(run.read(MODEL_CONTROL_FILE))
+    inputs.events = sorted(records.model_events(run.read(EVENTS_FILE)) + control, key=lambda e: e.t_s)
+    inputs.readiness = records.readiness_timelines(run.read(READINESS_FILE), polls)
+    log = run.path / SERVER_LOG
     if log.exists():
         inputs.server_log = log.read_text(errors="replace").splitlines()
-    lines = run.path / records.MODEL_LINES
+    lines = run.path / MODEL_LINES
     inputs.model_lines = lines.read_text(errors="replace").splitlines() if lines.exists() else inputs.server_log
     inputs.events = sorted(inputs.events + records.log_warmup_events(inputs.model_lines), key=lambda e: e.t_s)
     return inputs

@@ -1,4 +1,7 @@
-"""Latency statistics from HDR histograms (µs): percentiles, merges, priority p99 ratio, cold-start ratio."""
+"""Latency statistics from HDR histograms (µs): priority p99 ratio, cold-start ratio.
+
+The histograms and their percentiles and merges are :mod:`rmt.core.hdr`'s (re-exported here for the checks).
+"""
 
 from __future__ import annotations
 
@@ -7,42 +10,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000
-"""One hour: the largest latency the histograms hold."""
-SIGNIFICANT_DIGITS = 3
+from rmt.core.hdr import histogram_of_values as histogram_of
+from rmt.core.hdr import merged, new_histogram, percentile_us
 
-
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram (µs, 1 µs to 1 h, 3 significant digits)."""
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def histogram_of(values_us: Iterable[float]) -> HdrHistogram:
-    """A histogram of latencies in µs (values below 1 µs count as 1 µs)."""
-    hist = new_histogram()
-    for v in values_us:
-        hist.record_value(min(HIGHEST_US, max(LOWEST_US, round(v))))
-    return hist
-
-
-def merged(histograms: Iterable[Any]) -> HdrHistogram:
-    """The exact merge of several histograms."""
-    out = new_histogram()
-    for h in histograms:
-        if h is not None:
-            out.add(h)
-    return out
-
-
-def percentile_us(hist: Any, q: float) -> float:
-    """The ``q``-th percentile (0–100) in µs, NaN for an empty or missing histogram."""
-    if hist is None or hist.get_total_count() == 0:
-        return math.nan
-    return float(hist.get_value_at_percentile(q))
-
+__all__ = ["cold_ratio", "histogram_of", "merged", "new_histogram", "p99_ratio", "percentile_us"]
 
 def p99_ratio(high: Any, low: Any) -> float:
     """p99 of the high-priority stream divided by p99 of the low-priority one (NaN when either is empty)."""

@@ -1,90 +1,25 @@
-"""Run-directory records the checkers need beyond load windows and collector samples, and their readers.
+"""Readers of the run-directory records the checkers need beyond load windows and collector samples.
 
-Three files are registered in :data:`rmt.core.rundir.FILES` here (any writer may append to them; the checkers read
-them):
-
-- ``failures.jsonl`` — :class:`FailureRecord`: one failed request with the server's error message and, when known,
-  the bytes it tried to allocate and where (fragmentation evidence).
-- ``events.jsonl`` — :class:`ModelEventRecord`: model lifecycle events (:data:`EVENTS`), e.g. a reload window
-  (``reload_start``/``reload_end`` with the new limit in ``detail``) or the end of a warmup.
-- ``readiness.jsonl`` — :class:`ReadinessRecord`: one poll of ``GET v2/models/<m>/ready`` by a readiness poller.
-
-A server log copied into the run directory as :data:`SERVER_LOG` is read for Triton's own warmup lines
-(:func:`warmup_lines`, ``--log-verbose=1``) and for the zoo models' ``rmt_warmup``/``rmt_exec`` lines
-(:func:`log_warmup_events`: the ends of warmups, for the readiness check).
+The records and file names are :mod:`rmt.core.records`; this module turns their rows into the checkers' plain
+inputs (:mod:`rmt.check.data`). A server log copied into the run directory (``SERVER_LOG``) is read for
+Triton's own warmup lines (:func:`warmup_lines`, ``--log-verbose=1``) and for the zoo models' ``rmt_warmup``/
+``rmt_exec`` lines (:func:`log_warmup_events`: the ends of warmups, for the readiness check).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rmt.check.data import FailureEvent, ModelEvent
-from rmt.core.rundir import register_file
 
-SERVER_LOG = "tritonserver.log"
-MODEL_LINES = "model_lines.log"
-"""The zoo models' own ``rmt_*`` lines of the server log (``rmt_warmup``, ``rmt_exec``, ``rmt_graph``), copied by
-``rmt run`` whatever the log's verbosity."""
-#: Lifecycle events a writer may record (``ModelEventRecord.event``).
-EVENTS = ("load_start", "loaded", "warmup_start", "warmup_end", "unload", "reload_start", "reload_end")
 #: Error messages that mean an allocation failed (case-insensitive).
 ALLOCATION_FAILURE = re.compile(r"out of memory|failed to allocate|cannot allocate|allocation fail", re.I)
 _WARMUP_LINE = re.compile(r"(?:model '(?P<model>[^']+)' )?(?:instance )?(?P<instance>\S+) is running warmup sample "
                           r"'(?P<sample>[^']+)'")
-
-
-@dataclass
-class FailureRecord:
-    """One failed request and why (``failures.jsonl``)."""
-
-    t_ns: int
-    """Epoch ns of the failure."""
-    model: str
-    message: str
-    """The error message as the server returned it."""
-    need_bytes: int | None = None
-    """Bytes the failed allocation asked for (null: unknown)."""
-    free_bytes: int | None = None
-    """Free bytes the failing allocator reported in its message (null: not stated; device samples are used)."""
-    device: str | None = None
-    """``gpu=<id>`` or ``host`` (null: unknown)."""
-
-
-@dataclass
-class ModelEventRecord:
-    """One lifecycle event of a model (``events.jsonl``)."""
-
-    t_ns: int
-    """Epoch ns of the event."""
-    model: str
-    event: str
-    """One of :data:`EVENTS`."""
-    detail: dict[str, Any] = field(default_factory=dict)
-    """Free-form; ``reload_end`` may carry ``max_concurrency`` (count): the concurrency the new config allows."""
-
-
-@dataclass
-class ReadinessRecord:
-    """One poll of a model's readiness (``readiness.jsonl``)."""
-
-    t_ns: int
-    """Epoch ns of the poll's reply."""
-    model: str
-    ready: bool
-    """``GET v2/models/<model>/ready`` answered 200."""
-
-
-register_file("failures.jsonl", "any load generator", f"{__name__}.FailureRecord",
-              "failed requests with the server's error message and the allocation size when known")
-register_file("events.jsonl", "any run driver", f"{__name__}.ModelEventRecord",
-              "model lifecycle events: load, warmup, reload windows (with the new limit)")
-register_file("readiness.jsonl", "a readiness poller", f"{__name__}.ReadinessRecord",
-              "model readiness polls (GET v2/models/<m>/ready), one line per poll")
 
 
 def failure_events(records: Iterable[dict[str, Any]]) -> list[FailureEvent]:
@@ -112,10 +47,6 @@ def readiness_timelines(records: Iterable[dict[str, Any]], extra: dict[str, list
         arr = np.array(sorted(pts), dtype=float).reshape(-1, 2)
         out[model] = (arr[:, 0], arr[:, 1])
     return out
-
-
-CONTROL_FILE = "model_control.jsonl"
-"""Model-control actions written by ``rmt run`` (``rmt.run.records.ModelControlRecord``), read by field name."""
 
 
 def control_events(records: Iterable[dict[str, Any]]) -> tuple[list[ModelEvent], dict[str, list[tuple[float, float]]]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.check.spec import CHECK_MEASURES
 from rmt.core.errors import ConfigError
 from rmt.core.jsonfile import write_text_atomic
 from rmt.core.measures import MEASURES
@@ -30,7 +31,7 @@ def _fmt(value: float | None, unit: str) -> str:
 
 
 def _unit(measure: str) -> str:
-    m = MEASURES.get(measure)
+    m = CHECK_MEASURES.get(measure) or MEASURES.get(measure)
     return m.unit if m else ""
 
 

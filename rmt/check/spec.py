@@ -40,6 +40,7 @@ from rmt.check.sched_checks import (
 from rmt.check.shape_checks import GraphReplayCheck, ShapeWarmupCheck
 from rmt.check.stream_checks import FirstResponseCheck, StreamCompletenessCheck
 from rmt.core.errors import ConfigError
+from rmt.core.measures import Measure
 
 #: Every check, by spec name. Add a check here (one table, no second list).
 CHECKS: dict[str, type[Check]] = {c.name: c for c in (
@@ -48,6 +49,9 @@ CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck, SloCheck,
     FirstResponseCheck, StreamCompletenessCheck,
 )}
+
+#: The measure of every check, by name (units and directions of the verdicts' ``measured`` values).
+CHECK_MEASURES: dict[str, Measure] = {c.measure: c.measure_entry() for c in CHECKS.values()}
 
 Spec = dict[str, dict[str, Any]]
 """Check name → parameter name → written value; the reserved parameter ``enabled`` holds on/off."""

@@ -1,6 +1,6 @@
 """The resource sidecar: samples everything a memory or scheduling verdict needs on the host of a Triton server.
 
-Sources (one module each; every series they produce is a measure registered in :mod:`rmt.core.measures`):
+Sources (one module each; every series they produce is a measure of the source's table in :mod:`rmt.core.measures`):
 
 - :mod:`rmt.collect.process_tree` (``process``): RSS/USS/threads/fds/CPU of tritonserver and its stubs (kept-open
   ``/proc`` files through :mod:`rmt.collect.procfs`);

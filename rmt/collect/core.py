@@ -34,19 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar, cast
 
-from rmt.collect.series import (
-    SAMPLES_FILE,
-    SERIES_FILE,
-    Point,
-    Reading,
-    SampleEncoder,
-    SampleRecord,
-    SeriesRecord,
-    SeriesTable,
-)
+from rmt.collect.series import Point, Reading, SampleEncoder, SeriesTable
 from rmt.collect.source import Clock, Source, SourceInfo, SplitSource, SystemClock
 from rmt.core.errors import ConfigError, SourceUnavailable
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE, SampleRecord, SeriesRecord
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000

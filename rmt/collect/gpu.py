@@ -18,21 +18,8 @@ from rmt.collect.series import Point, Reading, labels_of
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget
 from rmt.core.errors import SourceUnavailable
-from rmt.core.measures import register_measure
 
 SOURCE = "nvml"
-for _name, _unit, _better, _doc in (
-    ("gpu_memory_used_bytes", "bytes", "lower", "device memory in use on one GPU (NVML)"),
-    ("gpu_memory_free_bytes", "bytes", "higher", "device memory free on one GPU (NVML)"),
-    ("gpu_memory_total_bytes", "bytes", "none", "device memory size of one GPU (NVML)"),
-    ("gpu_memory_reserved_bytes", "bytes", "none", "memory the driver reserves (v2 API only; NaN under v1)"),
-    ("gpu_utilization_percent", "percent", "none", "time a kernel ran over NVML's last sample period"),
-    ("gpu_memory_utilization_percent", "percent", "none", "time device memory was read or written"),
-    ("gpu_process_memory_bytes", "bytes", "lower", "GPU memory of one compute process (NVML per-process)"),
-    ("gpu_tree_memory_bytes", "bytes", "lower", "GPU memory of the Triton tree's processes on one GPU"),
-    ("gpu_other_processes_memory_bytes", "bytes", "none", "GPU memory of compute processes outside the tree"),
-):
-    register_measure(_name, _unit, SOURCE, _better, _doc)
 
 
 class NvmlSource:

@@ -12,8 +12,8 @@ route                              answer
 ``GET /metrics``                   Prometheus text exposition (see :mod:`rmt.collect.exposition`)
 =================================  ==================================================================================
 
-Records and declarations have the fields of :class:`~rmt.collect.series.SampleRecord` and
-:class:`~rmt.collect.series.SeriesRecord`; missing values are ``null``.
+Records and declarations have the fields of :class:`~rmt.core.samples.SampleRecord` and
+:class:`~rmt.core.samples.SeriesRecord`; missing values are ``null``.
 """
 
 from __future__ import annotations

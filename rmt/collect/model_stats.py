@@ -15,19 +15,8 @@ from typing import Any
 from rmt.collect.http_get import HttpSource
 from rmt.collect.series import Labels, Point, Reading, labels_of
 from rmt.core.errors import SourceUnavailable
-from rmt.core.measures import register_measure
 
 SOURCE = "model_stats"
-for _name, _unit, _doc in (
-    ("model_inference_count", "count", "inferences of one model version, batch rows counted (cumulative)"),
-    ("model_execution_count", "count", "executions (batches) of one model version (cumulative)"),
-    ("model_stat_count", "count", "requests counted by one statistic of v2/models/stats (cumulative)"),
-    ("model_stat_duration_ns", "ns", "time summed by one statistic of v2/models/stats (cumulative)"),
-    ("model_batch_count", "count", "executions of one batch size in one phase (cumulative)"),
-    ("model_batch_duration_ns", "ns", "time of one batch size in one phase (cumulative)"),
-    ("model_memory_usage_bytes", "bytes", "memory a model took at load time (Triton's memory tracker)"),
-):
-    register_measure(_name, _unit, SOURCE, "none", _doc)
 
 
 def parse_model_stats(payload: Any) -> list[Point]:

@@ -38,23 +38,11 @@ from rmt.collect.series import Labels, Point, Reading, labels_of
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget, TrackedProcess
 from rmt.core.errors import SourceUnavailable
-from rmt.core.measures import register_measure
 
 log = logging.getLogger(__name__)
 SOURCE = "process"
 USS_CPU_SHARE = 0.0005
 """At most this share of one core goes to USS page walks: the next round waits the last one's CPU time ÷ this."""
-for _name, _unit, _doc in (
-    ("process_rss_bytes", "bytes", "resident set size of one process of the Triton tree"),
-    ("process_uss_bytes", "bytes", "unique set size (private pages) of one process; NaN where not readable"),
-    ("process_threads_count", "count", "threads of one process"),
-    ("process_open_fds_count", "count", "open file descriptors of one process"),
-    ("process_cpu_s", "s", "user + system CPU time of one process since it started"),
-    ("process_tree_rss_bytes", "bytes", "sum of RSS over the server and all its descendants"),
-    ("process_tree_uss_bytes", "bytes", "sum of USS over the tree; NaN when any process' USS is unreadable"),
-    ("process_tree_processes_count", "count", "processes in the tree (server + stubs + others)"),
-):
-    register_measure(_name, _unit, SOURCE, "none" if _name.endswith(("_count", "_cpu_s")) else "lower", _doc)
 
 
 #: The per-process series read every ``detail_every_s``, in the order :meth:`ProcessTreeSource._details` reads them.

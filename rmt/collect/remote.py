@@ -14,9 +14,9 @@ import threading
 from typing import Any
 
 from rmt.collect.http_get import HttpGetter
-from rmt.collect.series import SAMPLES_FILE, SERIES_FILE
 from rmt.core.errors import SourceUnavailable
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
 
 log = logging.getLogger(__name__)
 

@@ -21,15 +21,12 @@ from rmt.collect.series import Labels, Point, Reading, labels_of
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget
 from rmt.core.errors import SourceUnavailable
-from rmt.core.measures import register_measure
+from rmt.core.measures import SHM
 
 SOURCE = "shm"
 SETTLE_NS = 1_000_000_000
 """A listing taken this soon after the folder's latest change is taken again at the next read."""
-register_measure("shm_regions_count", "count", SOURCE, "none", "python-backend shared-memory regions in /dev/shm")
-register_measure("shm_size_bytes", "bytes", SOURCE, "lower", "apparent size of those regions (st_size summed)")
-register_measure("shm_allocated_bytes", "bytes", SOURCE, "lower", "memory those regions really hold (st_blocks*512)")
-MEASURES = ("shm_regions_count", "shm_size_bytes", "shm_allocated_bytes")
+MEASURES = tuple(SHM)
 """The series of a read, in order (one each, labelled with the prefix)."""
 
 

@@ -2,8 +2,7 @@
 
 Kept: per-model success/failure/inference/execution counters, pending requests, cumulative request, queue and
 compute durations (µs), the pinned memory pool, per-GPU memory/utilization/power (DCGM), and the machine-wide CPU
-memory gauges — the names in :data:`TRITON_METRICS`, each registered in :mod:`rmt.core.measures` under Triton's own
-name.
+memory gauges — the names in :data:`rmt.core.measures.TRITON_METRICS`, under Triton's own name.
 Labels are Triton's (``model``, ``version``, ``reason``, ``gpu_uuid``).
 
 Each distinct ``name{labels}`` is parsed once by ``prometheus_client.parser`` and cached, and only the lines that
@@ -22,36 +21,10 @@ from rmt.collect.http_get import HttpGetter, HttpSource
 from rmt.collect.series import Labels, Point, Reading, labels_of
 from rmt.collect.target import ServerTarget
 from rmt.core.errors import SourceUnavailable
-from rmt.core.measures import register_measure
+from rmt.core.measures import TRITON_METRICS
 
 SOURCE = "triton_metrics"
 
-#: Triton metric name → (unit, better, doc). The one list of what this source keeps.
-TRITON_METRICS: dict[str, tuple[str, str, str]] = {
-    "nv_inference_request_success": ("count", "none", "successful inference requests (cumulative, per model)"),
-    "nv_inference_request_failure": ("count", "lower", "failed requests by reason (cumulative, per model)"),
-    "nv_inference_count": ("count", "none", "inferences performed, batch rows counted (cumulative)"),
-    "nv_inference_exec_count": ("count", "none", "model executions (batches) performed (cumulative)"),
-    "nv_inference_pending_request_count": ("count", "lower", "requests queued, rate limiter included (gauge)"),
-    "nv_inference_request_duration_us": ("us", "lower", "cumulative end-to-end request time"),
-    "nv_inference_queue_duration_us": ("us", "lower", "cumulative time requests waited in the queue"),
-    "nv_inference_compute_input_duration_us": ("us", "lower", "cumulative input-processing time"),
-    "nv_inference_compute_infer_duration_us": ("us", "lower", "cumulative model execution time"),
-    "nv_inference_compute_output_duration_us": ("us", "lower", "cumulative output-processing time"),
-    "nv_pinned_memory_pool_total_bytes": ("bytes", "none", "pinned memory pool size"),
-    "nv_pinned_memory_pool_used_bytes": ("bytes", "lower", "pinned memory pool in use"),
-    "nv_gpu_memory_total_bytes": ("bytes", "none", "GPU memory size (DCGM, per GPU)"),
-    "nv_gpu_memory_used_bytes": ("bytes", "lower", "GPU memory in use, device-wide (DCGM, per GPU)"),
-    "nv_gpu_utilization": ("ratio", "none", "GPU utilization 0..1 over Triton's metrics interval"),
-    "nv_gpu_power_usage": ("watts", "lower", "GPU power draw"),
-    "nv_gpu_power_limit": ("watts", "none", "GPU power limit"),
-    "nv_energy_consumption": ("joules", "lower", "GPU energy since Triton started"),
-    "nv_cpu_memory_total_bytes": ("bytes", "none", "host memory size (machine-wide)"),
-    "nv_cpu_memory_used_bytes": ("bytes", "lower", "host memory in use, machine-wide (MemTotal-MemAvailable)"),
-    "nv_cpu_utilization": ("ratio", "none", "host CPU utilization 0..1 (machine-wide)"),
-}
-for _name, (_unit, _better, _doc) in TRITON_METRICS.items():
-    register_measure(_name, _unit, SOURCE, _better, _doc)
 
 class MetricsParser:
     """Parses Triton's exposition text into points, re-parsing only the lines that changed since the last page.

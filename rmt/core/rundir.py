@@ -9,12 +9,13 @@ file                   content
 ``manifest.json``      one JSON object: rmt version, start/end (epoch ns), command line, scenario, server
                        (URLs, PID, options), hosts, GPUs (names, UUIDs, driver/NVML versions), sources. Keys are
                        merged by :meth:`RunDir.update_manifest`; see :data:`FILES` for what each writer adds.
-``<stream>.jsonl``     one JSON object per line, each a record of the kind registered for that file in
+``<stream>.jsonl``     one JSON object per line, each a record of the kind listed for that file in
                        :data:`FILES`; fields documented on the record's dataclass (units in the field names).
 =====================  ==========================================================================================
 
-Writers append whole lines and flush at least every ``flush_interval_s``; readers skip a torn last line. Add a new
-file by registering it in :data:`FILES` — a test fails for any ``*.jsonl`` written by rmt that is not registered.
+Writers append whole lines and flush at least every ``flush_interval_s``; readers skip a torn last line. A new file
+gets a row in :data:`FILES` (a static table: no import registers anything) — :meth:`RunDir.append` refuses a file
+that has none.
 """
 
 from __future__ import annotations
@@ -44,28 +45,40 @@ DAMAGED = "the run directory is damaged: rerun, or restore the file from a copy"
 
 @dataclass(frozen=True)
 class RunFile:
-    """One registered file of the run directory."""
+    """One file of the run directory."""
 
     name: str
     writer: str
     """Module that writes it."""
     record: str
-    """Dotted name of the record type (a dataclass documenting every field with its unit)."""
+    """Dotted name of the record type in :mod:`rmt.core` (a dataclass documenting every field with its unit)."""
     doc: str
 
 
-#: Every JSONL file of a run directory. Append a row when a new writer appears (one table, no second list).
-FILES: dict[str, RunFile] = {}
+def _files(*entries: RunFile) -> dict[str, RunFile]:
+    return {entry.name: entry for entry in entries}
 
 
-def register_file(name: str, writer: str, record: str, doc: str) -> RunFile:
-    """Register a JSONL file of the run directory (called once, at import of the writer's record module)."""
-    entry = RunFile(name, writer, record, doc)
-    existing = FILES.get(name)
-    if existing is not None and existing != entry:
-        raise ValueError(f"run-directory file {name} registered twice with different definitions")
-    FILES[name] = entry
-    return entry
+#: Every JSONL file of a run directory, with the record type that documents its fields. Add a row when a new writer
+#: appears (one table, no second list).
+FILES: dict[str, RunFile] = _files(
+    RunFile("windows.jsonl", "rmt.load.plugin", "rmt.core.windows.LoadWindow",
+            "per second × protocol × stream × phase load counts and µs HDR histograms, merged over workers"),
+    RunFile("traces.jsonl", "rmt.load.plugin", "rmt.core.windows.ProbeTrace",
+            "probe execution traces (client send/receive + server TRACE row), bounded per process and second"),
+    RunFile("series.jsonl", "rmt.collect.core", "rmt.core.samples.SeriesRecord",
+            "declarations of the sampled series: id, source, measure, labels (one line per series)"),
+    RunFile("samples.jsonl", "rmt.collect.core", "rmt.core.samples.SampleRecord",
+            "one line per source read or gap: tick, monotonic and epoch time, jitter, duration, values by id"),
+    RunFile("failures.jsonl", "any load generator", "rmt.core.records.FailureRecord",
+            "failed requests with the server's error message and the allocation size when known"),
+    RunFile("events.jsonl", "any run driver", "rmt.core.records.ModelEventRecord",
+            "model lifecycle events: load, warmup, reload windows (with the new limit)"),
+    RunFile("readiness.jsonl", "a readiness poller", "rmt.core.records.ReadinessRecord",
+            "model readiness polls (GET v2/models/<m>/ready), one line per poll"),
+    RunFile("capacity_control.jsonl", "rmt.capacity.controller", "rmt.core.records.StepDecision",
+            "capacity sweep: one line per step with how the live controller ended it (stable, saturated, ...)"),
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -153,7 +166,7 @@ class RunDir:
     @staticmethod
     def _check_registered(name: str) -> None:
         if name not in FILES:
-            raise ValueError(f"{name} is not a registered run-directory file (register it in rmt.core.rundir.FILES)")
+            raise ValueError(f"{name} is not a run-directory file of rmt (add a row to rmt.core.rundir.FILES)")
 
     def flush(self) -> None:
         """Flush every open file to disk."""

@@ -4,7 +4,7 @@ A checker can only judge an allocation failure (fragmentation: it failed althoug
 the message the server returned, so the users keep it: at most :attr:`FailureSampler.per_s` failures per second and
 process (the first ones of each second), with the bytes the failed allocation asked for and the free bytes the
 allocator reported parsed out of the message where it states them. The record is
-:class:`rmt.check.records.FailureRecord`, written by the coordinator (:mod:`rmt.load.plugin`).
+:class:`rmt.core.records.FailureRecord`, written by the coordinator (:mod:`rmt.load.plugin`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _bytes(number: str, unit: str) -> int:
 
 
 def failure_record(t_ns: int, model: str, message: str) -> dict[str, Any]:
-    """A ``failures.jsonl`` row (:class:`rmt.check.records.FailureRecord` fields) for one failed request."""
+    """A ``failures.jsonl`` row (:class:`rmt.core.records.FailureRecord` fields) for one failed request."""
     need = _NEED.search(message)
     free = _FREE.search(message)
     gpu = _GPU.search(message)

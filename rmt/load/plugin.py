@@ -34,9 +34,9 @@ from gevent.event import Event
 from google.protobuf import json_format
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from rmt.check import records as _records  # noqa: F401 - registers failures.jsonl (FailureRecord)
 from rmt.core.errors import ConfigError
 from rmt.core.rundir import RunDir
+from rmt.core.windows import NS_PER_S, WindowKey, WindowState, record_dict
 from rmt.load.engine import Plan, TrafficEngine, engine_for
 from rmt.load.scenario import load_scenario, parse_scenario
 from rmt.load.users import (
@@ -47,7 +47,6 @@ from rmt.load.users import (
     grpc_host,
     split_host,
 )
-from rmt.load.windows import NS_PER_S, WindowKey, WindowState, record_dict
 
 log = logging.getLogger(__name__)
 MSG_PLAN, MSG_DRAIN, MSG_FINAL = "rmt_plan", "rmt_drain", "rmt_final"

@@ -13,8 +13,8 @@ from typing import Any
 from rmt.check.data import RunInputs
 from rmt.check.inputs import TRACES_FILE, WINDOWS_FILE, load_inputs
 from rmt.check.report import VERDICTS_JSON
-from rmt.collect.series import SAMPLES_FILE, Series, load_series
 from rmt.core.rundir import RunDir
+from rmt.core.samples import SAMPLES_FILE, Series, load_series
 
 NS = 1e9
 

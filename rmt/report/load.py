@@ -11,7 +11,7 @@ import numpy as np
 
 from rmt.check import concurrency
 from rmt.check.ratelimit import effective_budgets, parse_flags
-from rmt.load.windows import histogram_of
+from rmt.core.windows import histogram_of
 from rmt.report import svg
 from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table, verdict_notes
 

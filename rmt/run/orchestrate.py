@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from rmt.check.records import MODEL_LINES, SERVER_LOG
 from rmt.core.errors import ConfigError, RmtError
+from rmt.core.records import MODEL_LINES, SERVER_LOG
 from rmt.core.rundir import RunDir
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.verdicts import Row, format_rows, judge_run, rows_for

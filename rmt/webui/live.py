@@ -25,7 +25,7 @@ from hdrh.histogram import HdrHistogram
 from rmt.check.inputs import COMPLETED, memory_kind
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
 from rmt.check.trend import PER_REQUESTS, Trend, fit_trend, is_leak
-from rmt.load.windows import HDR_HIGHEST_US, new_histogram
+from rmt.core.hdr import HIGHEST_US, new_histogram
 from rmt.report.common import fmt_bytes, fmt_us
 
 HISTORY = 3600
@@ -195,7 +195,7 @@ class LiveStreams:
         total = self.totals.setdefault(stream, [0, 0])
         total[0 if ok else 1] += 1
         if ok:
-            hist.record_value(min(max(1, int(latency_us)), HDR_HIGHEST_US))
+            hist.record_value(min(max(1, int(latency_us)), HIGHEST_US))
 
     def on_window(self, stream: str, second: int, succeeded: int, failed: int, latency: HdrHistogram,
                   streamed: tuple[int, int] | None = None) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import gevent
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from rmt.load.windows import NS_PER_S, WindowState
+from rmt.core.windows import NS_PER_S, WindowState
 from rmt.report import svg
 from rmt.webui.live import LiveMemory, LivePoint, LiveStreams, summary_row
 
