@@ -37,6 +37,7 @@ import psutil
 from rmt.core.errors import ConfigError, ServerStartError
 from rmt.core.procs import TritonProcess, triton_processes
 from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.tritonflags import parse_rate_limit_resource
 from rmt.install import PythonRuntime, TritonInstall, find_triton_install, python_runtime
 
 LOOPBACK = "127.0.0.1"
@@ -84,20 +85,8 @@ def remove_orphans(tmp: Path | None = None) -> list[Path]:
     return removed
 
 
-_RESOURCE_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*):(?P<count>\d+)(?::(?P<device>\d+))?$")
 _BENIGN_LOG = ("CudaDriverHelper", "NVML", "DCGM", "GPU metrics", "Unable to get GPU")
 _PORT_IN_USE = "Address already in use"
-
-
-def parse_rate_limit_resource(spec: str) -> tuple[str, int, int | None]:
-    """Parse ``NAME:COUNT[:DEVICE]`` (tritonserver's ``--rate-limit-resource``); raise ConfigError when malformed."""
-    match = _RESOURCE_RE.match(spec.strip())
-    if not match:
-        raise ConfigError(
-            f"bad rate-limit resource {spec!r}: write NAME:COUNT or NAME:COUNT:DEVICE, e.g. R1:4 or R1:4:0"
-        )
-    device = match.group("device")
-    return match.group("name"), int(match.group("count")), int(device) if device is not None else None
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from rmt.capacity.analysis import analyse, binding_resource, knee
 from rmt.capacity.ladder import SweepConfig, parse_sweep, sweep_definition
 from rmt.capacity.stability import Window, is_stable, judge_step
-from rmt.capacity.steps import StepFigures
+from rmt.check.capacity_analysis import analyse, binding_resource, knee
+from rmt.check.capacity_steps import StepFigures
 from rmt.core.errors import ConfigError
 from rmt.core.records import parse_step_name, step_name
 from rmt.core.resources import ZOO_REPOSITORY

@@ -9,9 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OFFLINE = ["rmt.check.api", "rmt.check.spec", "rmt.check.inputs", "rmt.capacity.steps", "rmt.capacity.analysis",
-           "rmt.capacity.compare", "rmt.report", "rmt.load.windows", "rmt.collect.series", "rmt.server",
-           "rmt.fleet.judge"]
+OFFLINE = ["rmt.check.api", "rmt.check.spec", "rmt.check.inputs", "rmt.check.capacity_steps",
+           "rmt.check.capacity_analysis", "rmt.capacity.compare", "rmt.report", "rmt.core.windows", "rmt.core.samples",
+           "rmt.server", "rmt.fleet.judge"]
 
 
 def test_offline_modules_import_without_locust_or_gevent() -> None:

@@ -11,7 +11,7 @@ import pytest
 from rmt.check.base import FAIL, PASS, SKIP, Verdict
 from rmt.check.spec import spec_from_mapping
 from rmt.core.errors import ConfigError
-from rmt.load.scenario import parse_scenario
+from rmt.core.scenario import parse_scenario
 from rmt.run.control import set_path
 from rmt.run.definition import LOCUSTFILES, available, load_definition, retarget
 from rmt.run.orchestrate import scaled

@@ -18,8 +18,9 @@ import tritonclient.http as httpclient
 
 from rmt.core.errors import ConfigError, ServerError, ServerExtraMissing, ServerStartError
 from rmt.core.resources import REFUSED_REPOSITORY
+from rmt.core.tritonflags import parse_rate_limit_resource
 from rmt.install import find_triton_install
-from rmt.server import OWNER_FILE, EmbeddedServer, ServerOptions, parse_rate_limit_resource, remove_orphans
+from rmt.server import OWNER_FILE, EmbeddedServer, ServerOptions, remove_orphans
 from tests.zoo_client import infer, wait_for, zoo_subset
 
 #: The folder holding the ``rmt`` package (a checkout's root).

@@ -15,8 +15,8 @@ import pytest
 import tritonclient.http as httpclient
 
 from rmt.core.modelconfig import config_from_json
+from rmt.core.scenario import parse_scenario
 from rmt.load.payloads import ID_WIDTH, build_pool, grpc_id_field, resolve_stream
-from rmt.load.scenario import parse_scenario
 from rmt.load.streamwire import NO_CANCEL, CancelPlan, GrpcStreamConnection, SseConnection, sse_head, stream_trace
 from rmt.load.users import fetch_config_http
 from rmt.pytest_plugin import _require_server

@@ -16,7 +16,7 @@ from rmt.check.inputs import promised_responses, stream_windows
 from rmt.check.latency import histogram_of
 from rmt.check.stream_checks import FirstResponseCheck, StreamCompletenessCheck
 from rmt.core.errors import ConfigError
-from rmt.load.scenario import StreamSpec, parse_scenario
+from rmt.core.scenario import StreamSpec, parse_scenario
 from rmt.load.streamwire import NO_CANCEL, CancelPlan, StreamResult, draw_cancel
 from rmt.load.windows import WindowBook, WindowState, record_dict
 from rmt.webui.plugin import RmtWebUI

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from rmt.core.errors import ConfigError
+from rmt.core.scenario import parse_scenario
 from rmt.load.failures import FailureSampler, failure_record
 from rmt.load.pinning import IDLE, FreePicker, claim_stream, dedicated_slots, total_dedicated
-from rmt.load.scenario import parse_scenario
 
 
 class _Engine:

@@ -16,9 +16,9 @@ from rmt.core.measures import MEASURES
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import ZOO_REPOSITORY
 from rmt.core.rundir import FILES
+from rmt.core.scenario import parse_scenario
 from rmt.core.windows import LoadWindow, WindowState
 from rmt.load.payloads import ID_WIDTH, build_pool, grpc_id_field, resolve_stream
-from rmt.load.scenario import parse_scenario
 from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
 from rmt.load.transport import classify_server_error, http_trace
 from rmt.load.windows import WindowBook

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rmt.capacity.analysis import Capacity, analyse, by_scope
-from rmt.capacity.checks import cpu_count_of
-from rmt.capacity.steps import StepFigures, step_figures
+from rmt.check.capacity_analysis import Capacity, analyse, by_scope
+from rmt.check.capacity_checks import cpu_count_of
+from rmt.check.capacity_steps import StepFigures, step_figures
 from rmt.core.errors import ConfigError
 from rmt.core.rundir import MANIFEST, RunDir
 

@@ -37,8 +37,8 @@ from rmt.core.errors import ConfigError
 from rmt.core.hdr import HIGHEST_US, decode_histogram, new_histogram
 from rmt.core.records import CAPACITY_CONTROL_FILE, StepDecision, parse_step_name
 from rmt.core.rundir import RunDir
+from rmt.core.scenario import parse_scenario
 from rmt.load.engine import engine_for
-from rmt.load.scenario import parse_scenario
 from rmt.load.schedule import PhaseClock
 
 log = logging.getLogger(__name__)

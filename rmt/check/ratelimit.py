@@ -20,7 +20,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from rmt.check.data import ModelLimits, ResourceNeed
 from rmt.core.errors import ConfigError
 from rmt.core.modelconfig import load_config_pbtxt
-from rmt.server import parse_rate_limit_resource
+from rmt.core.tritonflags import parse_rate_limit_resource
 
 DeviceKey = int | None
 """A device id, or None for a ``global`` resource."""

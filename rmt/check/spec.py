@@ -17,9 +17,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from rmt.capacity.checks import SloCheck
 from rmt.check.attribution import FragmentationCheck, LeakAttributionCheck
 from rmt.check.base import Check
+from rmt.check.capacity_checks import SloCheck
 from rmt.check.lifecycle_checks import (
     CrossDeviceCheck,
     ReadinessCheck,

@@ -27,6 +27,7 @@ from typing import Any
 from rmt.check.lint import Finding, _dims
 from rmt.core.errors import ConfigError
 from rmt.core.modelconfig import load_config_pbtxt, triton_dtype
+from rmt.core.scenario import load_scenario
 
 Dims = tuple[tuple[str, tuple[int, ...]], ...]
 """Input name → dims (no batch dimension), sorted by name; empty: any dims."""
@@ -144,11 +145,9 @@ def coverage_findings(model: str, config: Any, scenario: Any = None) -> list[Fin
 
 
 def load_scenario_file(path: Path) -> Any:
-    """An ``rmt.load`` scenario file, parsed (ConfigError names the problem and the fix)."""
-    from rmt.load.scenario import load_scenario  # the traffic model's own parser: one grammar
-
+    """A traffic scenario file, parsed by the traffic model's own parser (ConfigError names the problem and the fix)."""
     if not path.is_file():
-        raise ConfigError(f"scenario {path} does not exist: pass an rmt.load scenario JSON file")
+        raise ConfigError(f"scenario {path} does not exist: pass a scenario JSON file (the rmt.core.scenario format)")
     return load_scenario(path)
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import psutil
 
 from rmt.core.errors import ConfigError
-from rmt.core.procs import TritonProcess, describe, server_flag
+from rmt.core.procs import TritonProcess, describe
+from rmt.core.tritonflags import server_flag
 
 #: The python backend's default ``shm-region-prefix-name``.
 DEFAULT_SHM_PREFIX = "triton_python_backend_shm_region_"

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rmt.capacity.analysis import analyse, by_scope
-from rmt.capacity.checks import cpu_count_of, summary
 from rmt.capacity.compare import format_rows, machine_info
 from rmt.capacity.ladder import parse_sweep, sweep_definition
-from rmt.capacity.steps import STEPS_CSV, step_figures, write_csv
+from rmt.check.capacity_analysis import analyse, by_scope
+from rmt.check.capacity_checks import cpu_count_of, summary
+from rmt.check.capacity_steps import STEPS_CSV, step_figures, write_csv
 from rmt.commands.server import add_server_arguments, options_from_args
 from rmt.core.errors import ConfigError
 from rmt.core.rundir import RunDir

@@ -54,17 +54,6 @@ def describe(proc: psutil.Process) -> TritonProcess:
     return TritonProcess(proc.pid, "other")
 
 
-def server_flag(cmdline: list[str], flag: str) -> str | None:
-    """The value of ``--flag=V`` or ``--flag V`` in a tritonserver command line (last one wins), else None."""
-    value = None
-    for i, arg in enumerate(cmdline):
-        if arg.startswith(f"{flag}="):
-            value = arg.split("=", 1)[1]
-        elif arg == flag and i + 1 < len(cmdline):
-            value = cmdline[i + 1]
-    return value
-
-
 def triton_processes(server_pid: int) -> list[TritonProcess]:
     """The server (first) and all its live descendants; empty when the server is gone."""
     try:

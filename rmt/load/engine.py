@@ -20,8 +20,8 @@ from gevent.queue import Queue
 
 from rmt.core.errors import ConfigError
 from rmt.core.modelconfig import config_from_json
+from rmt.core.scenario import Scenario, parse_scenario
 from rmt.load.payloads import ID_WIDTH, Pool, build_pool, resolve_stream
-from rmt.load.scenario import Scenario, parse_scenario
 from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
 from rmt.load.windows import WindowBook
 

@@ -23,7 +23,7 @@ from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
 from rmt.core.errors import ConfigError
 from rmt.core.modelconfig import InputSpec, input_specs, output_specs, priority_levels, queue_policy
-from rmt.load.scenario import InputPattern, Pattern, Scenario, ShapeSpec, Stream
+from rmt.core.scenario import InputPattern, Pattern, Scenario, ShapeSpec, Stream
 
 #: Characters of every request id (fixed, so pre-encoded lengths never change).
 ID_WIDTH = 20

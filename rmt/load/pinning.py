@@ -14,7 +14,7 @@ import weakref
 from itertools import accumulate
 from typing import Any
 
-from rmt.load.scenario import Scenario
+from rmt.core.scenario import Scenario
 
 #: A user that is not dedicated to a stream and finds no stream left to pick by weight.
 IDLE = -1

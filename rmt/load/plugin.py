@@ -36,9 +36,9 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from rmt.core.errors import ConfigError
 from rmt.core.rundir import RunDir
+from rmt.core.scenario import load_scenario, parse_scenario
 from rmt.core.windows import NS_PER_S, WindowKey, WindowState, record_dict
 from rmt.load.engine import Plan, TrafficEngine, engine_for
-from rmt.load.scenario import load_scenario, parse_scenario
 from rmt.load.users import (
     TritonGrpcUser,
     TritonUser,

@@ -11,7 +11,7 @@ import math
 import random
 from itertools import accumulate
 
-from rmt.load.scenario import Phase, Scenario
+from rmt.core.scenario import Phase, Scenario
 
 
 class PhaseClock:

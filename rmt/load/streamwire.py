@@ -29,6 +29,7 @@ import hpack
 import numpy as np
 from tritonclient.grpc import service_pb2
 
+from rmt.core.scenario import StreamSpec
 from rmt.load.grpcwire import (
     _DATA,
     _END_HEADERS,
@@ -49,7 +50,6 @@ from rmt.load.grpcwire import (
     frame,
 )
 from rmt.load.payloads import TRACE_OUTPUT, TRACE_WIDTH
-from rmt.load.scenario import StreamSpec
 from rmt.load.transport import CLIENT, OK, SERVER, HttpConnection, classify_server_error
 
 #: Triton's streaming inference method.

@@ -202,7 +202,7 @@ class TritonUser(User):
 
     abstract = True
     scenario: ClassVar[dict[str, Any] | None] = None
-    """A scenario dict (see :mod:`rmt.load.scenario`); ``--rmt-scenario`` takes precedence."""
+    """A scenario dict (see :mod:`rmt.core.scenario`); ``--rmt-scenario`` takes precedence."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -211,7 +211,7 @@ class TritonUser(User):
         self._skeys: list[list[tuple[str, str, str]]] = []
         self._traced: list[bool] = []
         self._streaming: list[Any] = []
-        """Per stream: its pattern's :class:`~rmt.load.scenario.StreamSpec` (streaming), or ``None`` (unary)."""
+        """Per stream: its pattern's :class:`~rmt.core.scenario.StreamSpec` (streaming), or ``None`` (unary)."""
         self._rng = random.Random()
         """Which streaming requests are cancelled."""
         self._names: list[str] = []

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from html import escape
 
-from rmt.capacity.analysis import analyse, by_scope
-from rmt.capacity.checks import cpu_count_of, summary
-from rmt.capacity.steps import STEPS_CSV, step_figures
+from rmt.check.capacity_analysis import analyse, by_scope
+from rmt.check.capacity_checks import cpu_count_of, summary
+from rmt.check.capacity_steps import STEPS_CSV, step_figures
 from rmt.report.common import RunData, Section, fmt_bytes, fmt_us, no_data, table
 from rmt.report.svg import Axis, Chart, Line, line_chart
 

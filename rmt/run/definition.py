@@ -1,6 +1,6 @@
 """Scenario definitions: ``rmt/scenarios/<name>.json`` read into a :class:`ScenarioDef` (no Locust import).
 
-A definition file is a traffic scenario (the :mod:`rmt.load.scenario` format, under ``"traffic"``) plus::
+A definition file is a traffic scenario (the :mod:`rmt.core.scenario` format, under ``"traffic"``) plus::
 
     {"description": "one line for the catalogue",
      "traffic": {...},
@@ -30,7 +30,7 @@ from typing import Any
 from rmt.core.errors import ConfigError
 from rmt.core.jsonfile import read_json
 from rmt.core.resources import SCENARIOS
-from rmt.load.scenario import parse_scenario
+from rmt.core.scenario import parse_scenario
 
 #: The folder of the ready scenarios (package data: ``rmt/scenarios``).
 LOCUSTFILES = SCENARIOS

@@ -1,9 +1,9 @@
-"""The capacity verdict as a check of :mod:`checkers` (``slo``), registered in :data:`rmt.check.spec.CHECKS`.
+"""The capacity verdict as a check (``slo``, one of :data:`rmt.check.spec.CHECKS`), and its one-line summary.
 
 ``slo.p99_ms = 50, slo.min_rate_per_s = 80`` judges a sweep's run directory: one verdict for all streams together
 and one per stream (model × priority × pattern), measured = the max sustainable rate under the SLO (req/s, see
-:func:`rmt.capacity.analysis.sustainable`), PASS when it reaches ``min_rate_per_s``. The explanation names the knee,
-the saturation throughput and the resource that binds first; the evidence carries them and the memory headroom.
+:func:`rmt.check.capacity_analysis.sustainable`), PASS when it reaches ``min_rate_per_s``. The explanation names the
+knee, the saturation throughput and the resource that binds first; the evidence carries them and the memory headroom.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 import os
 from typing import Any, ClassVar
 
-from rmt.capacity.analysis import Capacity, analyse, by_scope
-from rmt.capacity.steps import step_figures
 from rmt.check.base import Check, Param, Verdict
+from rmt.check.capacity_analysis import Capacity, analyse, by_scope
+from rmt.check.capacity_steps import step_figures
 from rmt.check.data import RunInputs
 from rmt.check.quantity import parse_number
 from rmt.core.rundir import RunDir

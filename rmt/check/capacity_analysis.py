@@ -1,7 +1,7 @@
 """What a sweep says: max sustainable rate under the SLO, the knee, what binds first, memory headroom.
 
-Pure functions of :class:`~rmt.capacity.steps.StepFigures` (one scope's steps in step order), so every figure can
-be recomputed offline and tested on synthetic steps.
+Pure functions of :class:`~rmt.check.capacity_steps.StepFigures` (one scope's steps in step order), so every figure
+can be recomputed offline and tested on synthetic steps.
 
 - *sustainable* step: achieved ≥ offered × (1 − margin), failures (drops included) ≤ ``max_failure_ratio`` of the
   requests, and p99 ≤ the SLO when one is given. The max sustainable rate is the best achieved rate of those.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rmt.capacity.steps import StepFigures
+from rmt.check.capacity_steps import StepFigures
 
 
 @dataclass(frozen=True)
