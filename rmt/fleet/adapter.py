@@ -1,13 +1,13 @@
 """Prometheus matrices → one :class:`~rmt.check.data.RunInputs` per server and counter epoch.
 
 The one adapter between what a fleet's Prometheus holds and rmt's checks; the judgement stays in :mod:`rmt.check`.
-Series are turned into the collector's own :class:`~rmt.collect.series.Series` and read by the run-directory
+Series are turned into the collector's own :class:`~rmt.core.samples.Series` and read by the run-directory
 adapter's functions (:func:`rmt.check.inputs.memory_series`, ``counter_series``, ``free_memory``), so a fleet
 verdict names its subjects and draws its completed-request axis exactly as ``rmt check`` does on a run directory.
 
 Metric families read (:data:`SELECTOR`):
 
-- Triton's own ``nv_*`` (:data:`rmt.collect.triton_metrics.TRITON_METRICS`), under their names;
+- Triton's own ``nv_*`` (:data:`rmt.core.measures.TRITON_METRICS`), under their names;
 - the rmt collector's exposition ``rmt_<measure>`` (:mod:`rmt.collect.exposition`), as ``<measure>``; where the
   server's Triton page is scraped too, its own ``nv_*`` win over the collector's copies (``rmt_nv_*``);
 - DCGM exporter's ``DCGM_FI_DEV_FB_USED``/``DCGM_FI_DEV_FB_FREE`` (MiB) as ``gpu_memory_used_bytes`` /
@@ -35,9 +35,8 @@ import numpy as np
 
 from rmt.check.data import RunInputs, StreamWindows
 from rmt.check.inputs import counter_series, free_memory, memory_series
-from rmt.collect.series import Series
-from rmt.collect.triton_metrics import TRITON_METRICS
-from rmt.core.measures import MEASURES
+from rmt.core.measures import MEASURES, TRITON_METRICS
+from rmt.core.samples import Series
 from rmt.fleet.prometheus import PromSeries
 
 COLLECTOR_PREFIX = "rmt_"
@@ -56,8 +55,8 @@ TARGET_LABELS = frozenset({"__name__", "instance", "job", "namespace", "pod", "c
 """Labels Prometheus (or its Kubernetes discovery) attaches to a target, not to what was measured."""
 RENAMED = {"exported_instance": "instance"}
 """The collector's ``instance`` label (a model instance) as Prometheus keeps it beside the target's ``instance``."""
-CUMULATIVE = frozenset(m for m, (unit, _b, _d) in TRITON_METRICS.items()
-                       if unit in ("count", "us") and m != "nv_inference_pending_request_count")
+CUMULATIVE = frozenset(m for m, measure in TRITON_METRICS.items()
+                       if measure.unit in ("count", "us") and m != "nv_inference_pending_request_count")
 """Triton's counters: a decrease is a reset (restart), which starts a new epoch."""
 SUCCESS, FAILURE, PENDING = "nv_inference_request_success", "nv_inference_request_failure", \
     "nv_inference_pending_request_count"
