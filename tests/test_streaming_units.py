@@ -17,8 +17,9 @@ from rmt.check.latency import histogram_of
 from rmt.check.stream_checks import FirstResponseCheck, StreamCompletenessCheck
 from rmt.core.errors import ConfigError
 from rmt.core.scenario import StreamSpec, parse_scenario
+from rmt.core.windows import WindowState, record_dict
 from rmt.load.streamwire import NO_CANCEL, CancelPlan, StreamResult, draw_cancel
-from rmt.load.windows import WindowBook, WindowState, record_dict
+from rmt.load.windows import WindowBook
 from rmt.webui.plugin import RmtWebUI
 from tests.test_check_more import model_memory, stream
 
