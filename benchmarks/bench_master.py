@@ -33,9 +33,10 @@ import numpy as np
 import psutil
 from locust.rpc.protocol import Message
 
+from rmt.core.hdr import decode_histogram, new_histogram
 from rmt.core.rundir import RunDir
+from rmt.core.windows import NS_PER_S, WindowState
 from rmt.load.plugin import TritonTraffic
-from rmt.load.windows import NS_PER_S, WindowState, decode_histogram, new_histogram
 
 POOL = 97
 """Distinct window states the simulated workers draw from (built once; which one a worker sends varies)."""

@@ -6,10 +6,11 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rmt.core.hdr import HIGHEST_US, decode_histogram, encode_histogram, new_histogram
 from rmt.core.hdrwire import add_encoded
-from rmt.load.windows import HDR_HIGHEST_US, WindowState, decode_histogram, encode_histogram, new_histogram
+from rmt.core.windows import WindowState
 
-values = st.lists(st.integers(1, HDR_HIGHEST_US), max_size=40)
+values = st.lists(st.integers(1, HIGHEST_US), max_size=40)
 
 
 def _hist(vals: list[int]) -> HdrHistogram:
