@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from rmt.load.windows import histogram_of
+from rmt.core.windows import histogram_of
 from rmt.report import svg
 from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table, verdict_notes
 from rmt.report.load import cdf_line
