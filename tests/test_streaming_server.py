@@ -156,3 +156,18 @@ def test_stream_and_unary_mismatch_refused_before_load(server: EmbeddedServer, t
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert [line for line in lines if line.startswith("rmt: error:")] == lines[-1:] and expected in lines[-1]
     assert "Traceback" not in proc.stderr and _server_requests(server, model) == before
+
+
+def test_server_side_timeouts_end_streams_as_timed_out(server: EmbeddedServer, tmp_path: Path) -> None:
+    scenario = {"traffic": {"mode": "closed", "patterns": {"s": {"shape": [16], "stream": {}}},
+                            "streams": [{"model": "stream_n", "priority": 2, "pattern": "s", "timeout_us": 3000}]}}
+    before = _server_requests(server, "stream_n")
+    code, err = run_locust(scenario, tmp_path / "t", server.grpc_url, "GrpcTraffic", users=8, run_time_s=3)
+    assert code in (0, 1), err[-2000:]  # exit 1: Locust saw the timed-out requests fail
+    rows = read_windows(tmp_path / "t")
+    total = {k: sum(r[k] for r in rows) for k in ("sent", "succeeded", "failed_timeout", "failed_server",
+                                                  "failed_client", "finals")}
+    # 8 streams of 16 ms each queue behind one instance: those queued > 3 ms expire in Triton's queue.
+    assert total["failed_timeout"] > 0 and total["succeeded"] > 0, total
+    assert total["failed_server"] == total["failed_client"] == 0 and total["finals"] == total["succeeded"]
+    assert _server_requests(server, "stream_n") - before == total["sent"]
