@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from rmt.check.spec import parse_spec
+from rmt.cli import main
 from rmt.fleet.adapter import epochs, group_servers, model_windows, reset_times
 from rmt.fleet.judge import HEALTHY, LEAKING, NOT_JUDGED, judge_epochs
 from rmt.fleet.prometheus import MAX_POINTS, PromSeries, plan_step
@@ -69,11 +68,30 @@ def test_a_scrape_gap_is_a_hole_not_a_long_window() -> None:
     t = T0 + np.r_[np.arange(20.0), np.arange(30.0, 50.0)]  # 10 s without a scrape
     done = (t - T0) * 5
     data = group_servers(_server("p", done, np.full(len(t), 1e8), t))["p"]
-    w = model_windows(data.series, STEP)[0]
-    assert len(w.t_s) == 38 and not ((w.t_s > T0 + 19) & (w.t_s < T0 + 30)).any()
-    assert set(w.completed.tolist()) == {5.0}
+    (w,) = model_windows(data.series, STEP)
+    assert w.phase is not None
+    in_gap = (w.t_s > T0 + 18) & (w.t_s < T0 + 30)
+    assert list(w.t_s) == list(T0 + np.arange(49.0)) and (w.phase[in_gap] == "gap").all()
+    assert not w.completed[in_gap].any() and not w.pending[in_gap].any() and not w.sent[in_gap].any()
+    assert set(w.completed[~in_gap].tolist()) == {5.0}
     verdicts = judge_epochs("p", epochs(data, STEP), SPEC, STEP)
     assert verdicts.epochs == 1 and verdicts.state == HEALTHY
+
+
+def test_starvation_and_fairness_from_triton_counters_a_scrape_gap_is_no_starvation() -> None:
+    t = T0 + np.r_[np.arange(20.0), np.arange(30.0, 40.0)]  # a 10 s scrape gap
+    served = (t - T0) * 20
+    starved = np.where(t < T0 + 5, (t - T0) * 4, 20.0)  # served 5 s, then nothing while 3 requests wait
+    def model(name: str, done: np.ndarray) -> list[PromSeries]:
+        return [_ps("nv_inference_request_success", t, done, pod="p", model=name, version="1"),
+                _ps("nv_inference_pending_request_count", t, np.full(len(t), 3.0), pod="p", model=name, version="1")]
+    data = group_servers(model("busy", served) + model("starved", starved))["p"]
+    verdicts = judge_epochs("p", epochs(data, STEP), parse_spec("starvation.max_gap = 5s"), STEP).verdicts
+    starvation = {v.subject: v for v in verdicts if v.check == "starvation"}
+    assert starvation["starved"].status == "fail" and starvation["starved"].measured == 14  # 5 … 18 s: the gap ends it
+    assert starvation["busy"].status == "pass" and starvation["busy"].measured == 0  # the gap is no stretch
+    fair = next(v for v in verdicts if v.check == "fairness")
+    assert fair.status == "fail" and fair.measured is not None and fair.measured < 0.9
 
 
 def test_triton_page_wins_over_the_collector_copy_and_dcgm_is_mib() -> None:
@@ -126,9 +144,7 @@ def _closed_port() -> int:
     (["--prometheus", "http://127.0.0.1:1", "--start", "2000", "--end", "1000"], "time range is empty"),
     (["--prometheus", "http://127.0.0.1:1", "--rate-limit-resource", "R1:2"], "needs --model-repository"),
 ])
-def test_bad_input_is_one_line(args: list[str], message: str) -> None:
-    args = [a.replace("{port}", str(_closed_port())) for a in args]
-    done = subprocess.run([sys.executable, "-m", "rmt.cli", "fleet", *args], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr
+def test_bad_input_is_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fleet", *(a.replace("{port}", str(_closed_port())) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rmt: error: ") and message in err
