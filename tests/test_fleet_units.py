@@ -118,6 +118,18 @@ def test_triton_page_wins_over_the_collector_copy_and_dcgm_is_mib() -> None:
     assert inputs.free_memory["gpu=0"][1][0] == 2048 * 2**20
 
 
+def test_two_gpus_without_traces_make_cross_device_undecided_not_passed() -> None:
+    t = T0 + np.arange(30.0)
+    done = np.arange(30.0) * 10
+    dcgm = [_ps("DCGM_FI_DEV_FB_USED", t, np.full(30, 1024.0), exported_pod="p", pod="dcgm", gpu=g, UUID=f"GPU-{g}")
+            for g in ("0", "1")]
+    data = group_servers(_server("p", done, np.full(30, 1e8), t) + dcgm)["p"]
+    verdicts = judge_epochs("p", epochs(data, STEP), parse_spec("cross_device = on"), STEP)
+    (xdev,) = [v for v in verdicts.verdicts if v.check == "cross_device"]
+    assert xdev.undecided and xdev.subject == "gpu=0, gpu=1" and "per-execution traces" in xdev.explanation
+    assert verdicts.state == HEALTHY  # required, but undecided: said, not failed
+
+
 def test_a_server_without_completed_requests_is_not_judged() -> None:
     t = T0 + np.arange(30.0)
     data = group_servers([_ps("rmt_process_rss_bytes", t, np.full(30, 1e8), pod="p", role="server",

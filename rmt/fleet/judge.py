@@ -19,6 +19,7 @@ from typing import Any
 from rmt.check.api import run_checks
 from rmt.check.base import FAIL, PASS, Verdict
 from rmt.check.data import RunInputs
+from rmt.check.lifecycle_checks import CrossDeviceCheck
 from rmt.check.report import counts, verdicts_document
 from rmt.check.sched_checks import StarvationCheck
 from rmt.check.spec import Spec, build_checks
@@ -110,12 +111,25 @@ def judge_epochs(server: str, parts: Sequence[Epoch], spec: Spec | None, step_s:
         for check in checks:  # fleet windows are one Prometheus step long, not one second
             if isinstance(check, StarvationCheck) and "window" not in (spec or {}).get(check.name, {}):
                 check.values["window"] = step_s
-        verdicts = run_checks(checks, part.inputs)
+        verdicts = [*run_checks([c for c in checks if not isinstance(c, CrossDeviceCheck)], part.inputs),
+                    *(v for c in checks if isinstance(c, CrossDeviceCheck) for v in cross_device(c, part.inputs))]
         if len(parts) > 1:
             verdicts = [replace(v, subject=f"{v.subject} @epoch {part.index}") for v in verdicts]
         out.verdicts += verdicts
         out.notes += part.inputs.notes
     return out
+
+
+def cross_device(check: CrossDeviceCheck, inputs: RunInputs) -> list[Verdict]:
+    """The cross-device check where executions were traced; on a server with several GPUs and no traces (what
+    Prometheus holds), an undecided verdict that says why, instead of a missing-evidence skip or failure."""
+    devices = sorted({m.device for m in inputs.memory if m.device and m.device.startswith("gpu=")}
+                     | {d for d in inputs.free_memory if d.startswith("gpu=")})
+    if inputs.traces or len(devices) < 2:
+        return check.run(inputs)
+    return [check.cannot_judge(", ".join(devices), f"{len(devices)} GPUs, but Prometheus holds each one's memory "
+                               "and utilization averaged over a scrape, not executions: whether one device waits "
+                               "for another needs per-execution traces (rmt run with probe-style models)")]
 
 
 def judge_fleet(client: PrometheusClient, start_s: float, end_s: float, *, step_s: float = 1.0,
