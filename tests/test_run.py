@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rmt.core.resources import ZOO_REPOSITORY
+from rmt.core.resources import SCENARIOS, ZOO_REPOSITORY
 from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, free_port
 
@@ -148,7 +148,7 @@ def test_bad_inputs_are_one_line_errors(triton_server: EmbeddedServer, tmp_path:
 
 def test_plain_locust_headless_exits_3_on_a_failing_check(triton_server: EmbeddedServer, tmp_path: Path) -> None:
     locust = str(Path(sys.executable).parent / "locust")
-    locustfile = str(Path(__file__).resolve().parent.parent / "rmt" / "scenarios" / "memory_growth.py")
+    locustfile = str(SCENARIOS / "memory_growth.py")
     out = tmp_path / "plain"
     done = subprocess.run([locust, "-f", locustfile, "--headless", "-u", "8", "-r", "100", "-t", "8s", "--host",
                            triton_server.http_url, "--rmt-run-dir", str(out), "--only-summary", "--stop-timeout", "5"],

@@ -14,4 +14,5 @@ COMMAND_MODULES = (
     "rmt.commands.capacity",
     "rmt.commands.compare",
     "rmt.commands.fleet",
+    "rmt.commands.scenarios",
 )
