@@ -29,6 +29,8 @@ from rmt.core.rundir import RunDir
 
 CHECKOUT = Path(rmt.__file__).resolve().parent.parent
 READY = re.compile(r"^ready http=(\S+) ")
+#: What the wheel is built from (the Dockerfile copies the same, tests/test_compose.py holds them together).
+SOURCES = ("pyproject.toml", "README.md", "rmt")
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -43,10 +45,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"  # the tracked sources as a clone holds them (zoo model.py symlinks kept as symlinks)
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(CHECKOUT / name, src / name)
-    shutil.copytree(CHECKOUT / "rmt", src / "rmt", symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    for name in SOURCES:
+        if (CHECKOUT / name).is_dir():
+            shutil.copytree(CHECKOUT / name, src / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            shutil.copy(CHECKOUT / name, src / name)
     assert (src / "rmt/zoo/models/probe/1/model.py").is_symlink()
     dist = root / "dist"
     built = _run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
@@ -60,7 +64,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert zf.read("rmt/zoo/models/probe/1/model.py") == (CHECKOUT / "rmt/zoo/zoo_model.py").read_bytes()
     assert {"rmt/scenarios/memory_growth.json", "rmt/scenarios/memory_growth.py", "rmt/scenarios/any.py",
             "rmt/zoo/models/probe/config.pbtxt", "rmt/zoo/gpu/leak_gpu/config.pbtxt",
-            "rmt/zoo/refused/warmup_bad/config.pbtxt"} <= names
+            "rmt/zoo/refused/warmup_bad/config.pbtxt", "rmt/report/templates/page.html.j2"} <= names
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
@@ -138,5 +142,6 @@ def test_plain_locust_runs_the_installed_locustfile(installed: Path, installed_s
     assert run.manifest()["scenario_name"] == "memory_growth"
     assert {w["model"] for w in run.read("windows.jsonl")} == {"probe"}
     assert {w["phase"] for w in run.read("windows.jsonl")} <= {"baseline", "big_shapes", "error_path"}
-    judged = [v for v in json.loads((user_folder / "mg/verdicts.json").read_text())["verdicts"] if v["status"] != "skip"]
+    verdicts = json.loads((user_folder / "mg/verdicts.json").read_text())["verdicts"]
+    judged = [v for v in verdicts if v["status"] != "skip"]
     assert [(v["check"], v["status"]) for v in judged] == [("starvation", "pass")]

@@ -1,4 +1,5 @@
-"""The report page: header, verdicts with explanations, every section, inline CSS — one offline HTML file."""
+"""The report page: header, verdicts with explanations, every section, inline CSS — one offline HTML file, assembled
+by the autoescaped template ``rmt/report/templates/page.html.j2`` (the sections render their own charts and tables)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from rmt.check.report import VERDICTS_JSON
 from rmt.core.errors import ConfigError
@@ -20,24 +23,6 @@ from rmt.report.streams import streaming_section
 from rmt.report.svg import fmt_tick
 
 REPORT_HTML = "report.html"
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2733;background:#fafbfc}
-header{background:#13263a;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
-header .meta{opacity:.85;font-size:13px}nav{padding:6px 28px;background:#e9eef4;font-size:13px}
-nav a{margin-right:14px;color:#13263a}main{padding:8px 28px 40px;max-width:1500px}
-section{background:#fff;border:1px solid #dde3ea;border-radius:6px;margin:16px 0;padding:4px 18px 14px}
-h2{font-size:18px;margin:12px 0 6px}figure{display:inline-block;margin:8px 14px 8px 0;vertical-align:top}
-figcaption{font-size:12px;color:#555;max-width:720px}svg.chart{background:#fff;font-size:11px}
-svg .tick{fill:#444}svg .axis{fill:#222;font-size:12px}svg .legend{fill:#222}svg .band{fill:#889;font-size:10px}
-table{border-collapse:collapse;margin:8px 0;font-size:12.5px}th,td{border:1px solid #dde3ea;padding:3px 7px;
-text-align:left;vertical-align:top}th{background:#f1f4f8}td{max-width:720px;overflow-wrap:anywhere}
-.st{white-space:nowrap;font-weight:700;padding:1px 6px;border-radius:3px}.st.pass{background:#dff3e4;color:#17612e}
-.st.fail{background:#fbe0e0;color:#9b1c1c}.st.skip{background:#eee;color:#555}.nodata{color:#8a6d3b;
-background:#fcf8e3;padding:6px 10px;border-radius:4px}.explain{margin:4px 0;font-size:13px}
-.summary span{margin-right:16px;font-weight:600}
-"""
-
 
 def verdicts_section(data: RunData) -> Section:
     """Every verdict of ``rmt check``: status, check, subject, measured vs threshold, one-sentence explanation."""
@@ -80,32 +65,29 @@ SECTIONS: tuple[Callable[[RunData], Section], ...] = (
 )
 
 
-def _header(data: RunData) -> str:
-    m = data.manifest
-    scenario = m.get("scenario_name") or (m.get("scenario") or {}).get("name") if isinstance(m.get("scenario"),
-                                                                                             dict) else None
-    start, end = m.get("load_start_ns"), m.get("load_end_ns")
+_PAGES = jinja2.Environment(loader=jinja2.PackageLoader("rmt.report", "templates"), autoescape=True,
+                            undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+PAGE_TEMPLATE = "page.html.j2"
+"""The page's template (package data: ``rmt/report/templates``)."""
+
+
+def header_fields(manifest: dict[str, Any]) -> dict[str, str]:
+    """The header's text from the run's manifest: scenario name, start time, length of the load, requests."""
+    scenario = manifest.get("scenario")
+    name = manifest.get("scenario_name") or (scenario.get("name") if isinstance(scenario, dict) else None)
+    start, end = manifest.get("load_start_ns"), manifest.get("load_end_ns")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start / 1e9)) if isinstance(start, int) else "-"
     length = f", {(end - start) / 1e9:.0f} s of load" if isinstance(start, int) and isinstance(end, int) else ""
-    totals: dict[str, Any] = m.get("load_totals") or {}
+    totals: dict[str, Any] = manifest.get("load_totals") or {}
     sent = f", {totals.get('sent', 0)} requests sent, {totals.get('succeeded', 0)} succeeded" if totals else ""
-    return (f"<header><h1>rmt report{' — ' + escape(str(scenario)) if scenario else ''}</h1>"
-            f'<div class="meta">{escape(str(data.run.path))} · started {escape(when)}{escape(length)}'
-            f"{escape(sent)}</div></header>")
+    return {"scenario": str(name) if name else "", "started": when, "length": length, "sent": sent}
 
 
 def render(data: RunData) -> str:
     """The whole page as one string (inline CSS and SVG, no script, no external reference)."""
-    sections = [build(data) for build in SECTIONS]
-    nav = "".join(f'<a href="#{s.key}">{escape(s.title)}{"" if s.has_data else " (no data)"}</a>' for s in sections)
-    body = "".join(f'<section id="{s.key}" class="{"" if s.has_data else "empty"}"><h2>{escape(s.title)}</h2>'
-                   f"{s.body}</section>" for s in sections)
-    notes = data.inputs.notes + data.notes
-    note_html = (f'<section id="notes"><h2>Notes on the inputs</h2>{table(["note"], [[n] for n in notes])}'
-                 "</section>") if notes else ""
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rmt report</title>"
-            f"<style>{CSS}</style></head><body>{_header(data)}<nav>{nav}</nav><main>{body}{note_html}</main>"
-            "</body></html>\n")
+    return _PAGES.get_template(PAGE_TEMPLATE).render(
+        sections=[build(data) for build in SECTIONS], notes=data.inputs.notes + data.notes,
+        run_path=str(data.run.path), **header_fields(data.manifest))
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:

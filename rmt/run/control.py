@@ -15,13 +15,17 @@ Records (the checkers' formats, registered in :mod:`rmt.check.records`): every r
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from rmt.check import records as _records  # noqa: F401 - registers readiness.jsonl and events.jsonl
 from rmt.core.errors import ConfigError
@@ -65,44 +69,63 @@ class ModelControlRecord:
 
 
 class TritonControl:
-    """Triton's model-repository API over HTTP (``host:port``), one short-lived connection per call."""
+    """Triton's model-repository API through :mod:`tritonclient.http` (``host:port``), a new connection per call.
+
+    A new connection per call is what keeps the readiness poll of :meth:`load_polling` answered: Triton serves each
+    connection on one of its HTTP threads, and a poll that shares a connection (or lands on the thread) serving a load
+    waits for the whole load."""
 
     def __init__(self, host: str, port: int, *, timeout_s: float = 300.0,
                  clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.host, self.port, self.timeout_s, self.clock_ns = host, port, timeout_s, clock_ns
 
-    def call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> tuple[int, str]:
-        """(status, text) of one request; ConfigError when the server cannot be reached."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s or self.timeout_s)
+    @contextlib.contextmanager
+    def _client(self, timeout_s: float | None = None) -> Iterator[httpclient.InferenceServerClient]:
+        """A client on its own connection, closed after use; ConfigError when the server cannot be reached."""
+        wait_s = timeout_s or self.timeout_s
+        client = httpclient.InferenceServerClient(f"{self.host}:{self.port}", connection_timeout=wait_s,
+                                                  network_timeout=wait_s)
         try:
-            data = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode("utf-8", "replace")
-        except OSError as exc:
-            raise ConfigError(f"cannot reach tritonserver at {self.host}:{self.port} ({exc}): fix --host") from exc
+            yield client
+        except (OSError, http.client.HTTPException) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ConfigError(f"cannot reach tritonserver at {self.host}:{self.port} ({reason}): fix --host") from exc
         finally:
-            conn.close()
+            client.close()
 
     def ready(self, model: str, timeout_s: float = 10.0) -> bool:
         """Whether ``model`` is ready for inference (ConfigError when no answer comes within ``timeout_s``)."""
-        return self.call("GET", f"/v2/models/{model}/ready", timeout_s=timeout_s)[0] == 200
+        with self._client(timeout_s) as client:
+            return bool(client.is_model_ready(model))
 
     def config(self, model: str) -> dict[str, Any]:
         """The model's current configuration (JSON)."""
-        status, text = self.call("GET", f"/v2/models/{model}/config", timeout_s=30)
-        if status != 200:
-            raise ConfigError(f"model {model!r} has no config on the server ({_message(text)}): fix the model name")
-        data: dict[str, Any] = json.loads(text)
+        with self._client(30) as client:
+            try:
+                data: dict[str, Any] = client.get_model_config(model)
+            except InferenceServerException as exc:
+                raise ConfigError(f"model {model!r} has no config on the server ({exc.message()}): fix the model "
+                                  "name") from exc
         return data
 
     def states(self) -> dict[str, str]:
         """Each repository model's state (``READY``, ``LOADING``, ``UNLOADING``, ``UNAVAILABLE``) from the index."""
-        status, text = self.call("POST", "/v2/repository/index", {}, timeout_s=30)
-        if status != 200:
-            raise ConfigError(f"cannot read the model repository index ({_message(text)}): start tritonserver "
-                              "with --model-control-mode=explicit")
-        return {str(m.get("name")): str(m.get("state", "")) for m in json.loads(text)}
+        with self._client(30) as client:
+            try:
+                index = client.get_model_repository_index()
+            except InferenceServerException as exc:
+                raise ConfigError(f"cannot read the model repository index ({exc.message()}): start tritonserver "
+                                  "with --model-control-mode=explicit") from exc
+        return {str(m.get("name")): str(m.get("state", "")) for m in index}
+
+    def load(self, model: str, override: dict[str, Any] | None = None) -> str:
+        """Load ``model`` (with its config replaced by ``override``); Triton's error, or '' once it is loaded."""
+        with self._client() as client:
+            try:
+                client.load_model(model, config=None if override is None else json.dumps(override))
+            except InferenceServerException as exc:
+                return str(exc.message())
+        return ""
 
     def unload(self, model: str, deadline_s: float = 60.0) -> None:
         """Unload ``model`` (no-op when it is not loaded) and wait until it is gone.
@@ -112,10 +135,12 @@ class TritonControl:
         half there. "Gone" is the index no longer saying ``READY`` or ``UNLOADING``."""
         if not self.ready(model):
             return
-        status, text = self.call("POST", f"/v2/repository/models/{model}/unload", {})
-        if status != 200:
-            raise ConfigError(f"cannot unload model {model!r} ({_message(text)}): start tritonserver with "
-                              "--model-control-mode=explicit")
+        with self._client() as client:
+            try:
+                client.unload_model(model)
+            except InferenceServerException as exc:
+                raise ConfigError(f"cannot unload model {model!r} ({exc.message()}): start tritonserver with "
+                                  "--model-control-mode=explicit") from exc
         end = time.monotonic() + deadline_s
         while self.states().get(model) in ("READY", "UNLOADING"):
             if time.monotonic() > end:
@@ -124,17 +149,18 @@ class TritonControl:
 
     def load_polling(self, model: str, action: str, *, poll_ms: float = 5.0, override: dict[str, Any] | None = None,
                      changes: dict[str, Any] | None = None) -> ModelControlRecord:
-        """Load ``model`` (with a config override) while polling its readiness; the record of what happened."""
-        body = {"parameters": {"config": json.dumps(override)}} if override is not None else {}
+        """Load ``model`` (with a config override) while polling its readiness; the record of what happened.
+
+        ConfigError when the server cannot be reached; the poller has stopped by then either way."""
         done = threading.Event()
         polls: list[tuple[int, bool]] = []
         first_ready: list[int] = []
 
         def poll() -> None:
-            # Triton answers a connection on one of its HTTP threads; a poll that lands on the thread serving the load
-            # waits for the whole load (seen every other load when the poller is a greenlet). Such a poll is given up
-            # after ``wait_s`` and retried on a new connection; the wait doubles while polls keep timing out, so a
-            # slow, busy server still gets answered. A poll refused at once (no server) waits its period like any.
+            # A poll that lands on the Triton HTTP thread serving the load waits for the whole load (seen every other
+            # load when the poller is a greenlet). Such a poll is given up after ``wait_s`` and retried on a new
+            # connection; the wait doubles while polls keep timing out, so a slow, busy server still gets answered.
+            # A poll refused at once (no server) waits its period like any.
             wait_s = POLL_WAIT_S
             while not done.is_set():
                 try:
@@ -154,24 +180,16 @@ class TritonControl:
         requested = self.clock_ns()
         poller.start()
         try:
-            status, text = self.call("POST", f"/v2/repository/models/{model}/load", body)
-        finally:
+            error = self.load(model, override)
             returned = self.clock_ns()
-            end = time.monotonic() + 5.0
-            while status == 200 and not first_ready and time.monotonic() < end and action == "load":
+            end = time.monotonic() + 5.0  # a fresh load: the polls go on until one answers ready
+            while not error and not first_ready and time.monotonic() < end and action == "load":
                 time.sleep(poll_ms / 1000)
+        finally:
             done.set()
             poller.join(timeout=15)
-        return ModelControlRecord(model, action, requested, returned, status == 200,
-                                  first_ready[0] if first_ready else None, polls,
-                                  "" if status == 200 else _message(text), dict(changes or {}))
-
-
-def _message(text: str) -> str:
-    try:
-        return str(json.loads(text).get("error", text))
-    except (json.JSONDecodeError, AttributeError):
-        return " ".join(text.split())[:200]
+        return ModelControlRecord(model, action, requested, returned, not error,
+                                  first_ready[0] if first_ready else None, polls, error, dict(changes or {}))
 
 
 def set_path(config: dict[str, Any], path: str, value: Any) -> None:
