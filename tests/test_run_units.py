@@ -18,7 +18,8 @@ from rmt.run.orchestrate import scaled
 from rmt.run.verdicts import CAUGHT, HEALTHY, SKIPPED, UNEXPECTED, Row, format_rows, rows_for
 
 SCENARIOS = ["memory_growth", "fragmentation", "rate_limit", "weights_plenty", "fairness", "priority",
-             "priority_starvation", "warmup", "reconfig", "cross_device", "cross_device_global", "streaming"]
+             "priority_starvation", "warmup", "reconfig", "cross_device", "cross_device_global", "streaming",
+             "streaming_gpu"]
 
 
 def test_catalogue_is_complete_and_every_scenario_parses() -> None:
@@ -31,7 +32,8 @@ def test_catalogue_is_complete_and_every_scenario_parses() -> None:
         spec_from_mapping(d.checks)  # the checks are valid check specs
     campaign = load_definition("campaign")
     gpu_only = [n for n in SCENARIOS if load_definition(n).requires_gpus]
-    assert gpu_only == ["cross_device", "cross_device_global"]  # each needs its own server flags and rmt/zoo/multigpu
+    # each needs its own server flags and rmt/zoo/multigpu (streaming_gpu: rmt/zoo/gpu)
+    assert gpu_only == ["cross_device", "cross_device_global", "streaming_gpu"]
     assert [n for n, _ in campaign.scenarios] == [n for n in SCENARIOS if n not in gpu_only]
     assert sum(d for _, d in campaign.scenarios) <= 110  # make run stays within 3 minutes on 2 cores
 
