@@ -15,6 +15,8 @@ Exactness: every (second, stream) is written once, by all workers (``processes``
 ``succeeded`` and the histogram counts of what the workers sent; one merged histogram is compared counter by counter
 with hdrh's own ``decode_and_add`` of the same blobs. Last line: ``windows_per_cpu_s=X workers_at_1s=Y
 exact=True`` where ``workers_at_1s`` is how many workers of ``--streams`` streams one core merges in real time.
+``--with-locust-stats`` adds Locust's own per-request-name stats entries to every report and Locust's master-side
+listener that merges them (the whole master cost of a report, Locust's part included).
 Figures: docs/benchmarks.md ("master").
 """
 
@@ -31,7 +33,9 @@ from typing import Any
 
 import numpy as np
 import psutil
+from locust.event import Events
 from locust.rpc.protocol import Message
+from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from rmt.core.hdr import decode_histogram, new_histogram
 from rmt.core.rundir import RunDir
@@ -60,14 +64,34 @@ def window_pool(rate: int, seed: int = 7) -> list[dict[str, Any]]:
     return out
 
 
-def reports(second_ns: int, workers: int, streams: int, pool: list[dict[str, Any]]) -> list[bytes]:
-    """One serialized Locust stats message per worker carrying its windows of the second at ``second_ns``."""
+def locust_stats_pool(streams: int, rate: int, seed: int = 11) -> list[dict[str, Any]]:
+    """``POOL`` of Locust's own worker stats reports (``stats``, ``stats_total``, ``errors``) for ``streams`` request
+    names of ``rate`` requests each, as Locust's ``report_to_master`` listener serializes them on a worker."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(POOL):
+        events, stats = Events(), RequestStats()
+        setup_distributed_stats_event_listeners(events, stats)
+        for s in range(streams):
+            for lat in rng.lognormal(np.log(1.5), 0.6, rate):
+                stats.log_request("rmt", f"model{s}/p0/default", max(1, round(lat)), 64)
+        data: dict[str, Any] = {}
+        events.report_to_master.fire(client_id="w", data=data)
+        out.append(data)
+    return out
+
+
+def reports(second_ns: int, workers: int, streams: int, pool: list[dict[str, Any]],
+            locust_pool: list[dict[str, Any]] | None = None) -> list[bytes]:
+    """One serialized Locust stats message per worker carrying its windows of the second at ``second_ns`` (and
+    Locust's own stats entries when ``locust_pool`` is given)."""
     k = second_ns // NS_PER_S
     out = []
     for w in range(workers):
         windows = [[[second_ns, "http", f"model{s}/p0/default", "steady"], pool[(w * 31 + s * 7 + k) % POOL]]
                    for s in range(streams)]
-        data = {"stats": [], "stats_total": {}, "errors": {}, "user_count": 8, "user_classes_count": {},
+        own = locust_pool[(w + k) % POOL] if locust_pool else {"stats": [], "stats_total": {}, "errors": {}}
+        data = {**own, "user_count": 8, "user_classes_count": {},
                 "rmt": {"windows": windows, "traces": [], "failures": [], "upto": second_ns + NS_PER_S}}
         out.append(Message("stats", data, f"worker-{w}").serialize())
     return out
@@ -94,23 +118,30 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=20)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rate", type=int, default=25, help="requests per stream and worker per second (default 25)")
+    ap.add_argument("--with-locust-stats", action="store_true",
+                    help="reports carry Locust's own stats entries too, merged by Locust's worker_report listener")
     args = ap.parse_args()
     pool = window_pool(args.rate)
+    locust_pool = locust_stats_pool(args.streams, args.rate) if args.with_locust_stats else None
+    events, locust_stats = Events(), RequestStats()
+    if locust_pool:
+        setup_distributed_stats_event_listeners(events, locust_stats)  # what a MasterRunner's stats subscribe
     t0 = (time.time_ns() // NS_PER_S) * NS_PER_S
     proc = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         traffic = TritonTraffic(run_dir=tmp)
         traffic.run_dir = RunDir(Path(tmp))
         traffic._watermarks = {f"worker-{w}": 0.0 for w in range(args.workers)}  # as test_start on a master
+        events.worker_report.add_listener(traffic._on_worker_report)
         rss0 = proc.memory_info().rss
         cpu, worst, peak_pending, bytes_in = 0.0, 0.0, 0, 0
         for sec in range(args.seconds):
-            wire = reports(t0 + sec * NS_PER_S, args.workers, args.streams, pool)
+            wire = reports(t0 + sec * NS_PER_S, args.workers, args.streams, pool, locust_pool)
             bytes_in += sum(len(m) for m in wire)
             start = time.process_time()
             for raw in wire:
                 msg = Message.unserialize(raw)
-                traffic._on_worker_report(msg.node_id, msg.data)
+                events.worker_report.fire(client_id=msg.node_id, data=msg.data)  # as MasterRunner does
             spent = time.process_time() - start
             cpu += spent
             worst = max(worst, spent)
@@ -140,6 +171,11 @@ def main() -> None:
     print(f"master memory: RSS +{(rss1 - rss0) / 2**20:.1f} MiB while merging (peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB), {peak_pending} window keys "
           "left pending after a second (all written once its last worker reported)")
+    if locust_pool:
+        want = args.workers * args.seconds * args.rate * args.streams
+        got_requests = locust_stats.total.num_requests
+        exact = exact and got_requests == want
+        print(f"Locust's own stats merged too: {got_requests} requests in its totals (expected {want})")
     print(f"windows_per_cpu_s={rate:.0f} workers_at_1s={rate / args.streams:.0f} exact={exact}")
 
 
