@@ -25,9 +25,10 @@ from scipy.optimize import nnls
 from rmt.check.base import FAIL, PASS, Check, Param, Verdict
 from rmt.check.data import FailureEvent, MemorySeries, RunInputs, StreamWindows
 from rmt.check.memory_checks import _alpha, _glob
-from rmt.check.quantity import format_bytes, parse_growth, parse_number
+from rmt.check.quantity import parse_growth, parse_number
 from rmt.check.records import ALLOCATION_FAILURE
 from rmt.check.trend import PER_REQUESTS, fit_trend
+from rmt.core.fmt import format_bytes
 
 #: A pattern "dominates" a phase when it issued at least this share of the phase's requests of the model.
 DOMINANT_SHARE = 0.5

@@ -9,8 +9,9 @@ import numpy as np
 
 from rmt.check.base import FAIL, PASS, SKIP, Check, Param, Verdict
 from rmt.check.data import MemorySeries, RunInputs
-from rmt.check.quantity import format_bytes, parse_count, parse_growth, parse_number, parse_warmup
+from rmt.check.quantity import parse_count, parse_growth, parse_number, parse_warmup
 from rmt.check.trend import PER_REQUESTS, Trend, fit_trend, is_leak
+from rmt.core.fmt import format_bytes
 
 
 def _alpha(value: Any) -> float:

@@ -87,13 +87,3 @@ def parse_warmup(text: str | float) -> tuple[float, float]:
     except ValueError:
         raise ValueError(f"{text!r} is not a warm-up length: write a share of the run (10%) or a duration "
                          "(30s)") from None
-
-
-def format_bytes(value: float) -> str:
-    """Bytes in the largest binary unit that keeps the number ≥ 1 (``1.50 MiB``), sign kept."""
-    if not math.isfinite(value):
-        return "n/a"
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f} {unit}"
-    return f"{value:.0f} B"

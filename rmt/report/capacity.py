@@ -9,7 +9,8 @@ from html import escape
 from rmt.check.capacity_analysis import analyse, by_scope
 from rmt.check.capacity_checks import cpu_count_of, summary
 from rmt.check.capacity_steps import STEPS_CSV, step_figures
-from rmt.report.common import RunData, Section, fmt_bytes, fmt_us, no_data, table
+from rmt.core.fmt import format_bytes, format_us
+from rmt.report.common import RunData, Section, no_data, table
 from rmt.report.svg import Axis, Chart, Line, line_chart
 
 
@@ -38,10 +39,10 @@ def capacity_section(data: RunData) -> Section:
                                                                               for s in steps], points=True)
                                for k in keys], Axis("mean requests in flight"), Axis("MiB"),
                               title="Memory vs load")) if keys else ""
-    rows = [[s.phase, f"{s.offered_per_s:g}", f"{s.achieved_per_s:.1f}", fmt_us(s.latency_p50_us),
-             fmt_us(s.latency_p99_us), fmt_us(s.queue_us), "-" if math.isnan(s.pending_mean) else
+    rows = [[s.phase, f"{s.offered_per_s:g}", f"{s.achieved_per_s:.1f}", format_us(s.latency_p50_us),
+             format_us(s.latency_p99_us), format_us(s.queue_us), "-" if math.isnan(s.pending_mean) else
              f"{s.pending_mean:.1f}", f"{s.in_flight_mean:.1f}", s.failed,
-             fmt_bytes(s.memory_bytes.get("process_tree_rss_bytes")), s.reason] for s in steps]
+             format_bytes(s.memory_bytes.get("process_tree_rss_bytes")), s.reason] for s in steps]
     header = ["step", "offered/s", "achieved/s", "p50", "p99", "queue", "pending", "in flight", "failed",
               "tree RSS", "ended"]
     cpus = cpu_count_of(data.manifest)

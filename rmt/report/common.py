@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -121,25 +120,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, cls: str = ""
 
 class Raw(str):
     """A table cell that is already HTML."""
-
-
-def fmt_bytes(value: float | None) -> str:
-    """Bytes with a binary prefix, sign kept; ``-`` when missing."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    mag = abs(value)
-    for div, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if mag >= div:
-            return f"{value / div:+.2f} {suffix}" if value < 0 else f"{value / div:.2f} {suffix}"
-    return f"{value:.0f} B"
-
-
-def fmt_us(value: float | None) -> str:
-    """µs as µs / ms / s; ``-`` when missing."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    if value >= 1e6:
-        return f"{value / 1e6:.3g} s"
-    if value >= 1e3:
-        return f"{value / 1e3:.3g} ms"
-    return f"{value:.0f} µs"

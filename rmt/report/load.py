@@ -11,9 +11,10 @@ import numpy as np
 
 from rmt.check import concurrency
 from rmt.check.ratelimit import effective_budgets, parse_flags
+from rmt.core.fmt import format_us
 from rmt.core.windows import histogram_of
 from rmt.report import svg
-from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table, verdict_notes
+from rmt.report.common import NS, RunData, Section, no_data, table, verdict_notes
 
 #: Percentiles at which a latency CDF is drawn (dense in the tail).
 CDF_PERCENTILES = tuple(np.unique(np.concatenate([np.linspace(0.0, 90.0, 46), 100 - np.logspace(1, -3, 40),
@@ -80,9 +81,9 @@ def latency_section(data: RunData) -> Section:
             hist = histogram_of(groups[model][priority])
             label = f"priority {priority}" if priority else "default priority"
             lines.append(cdf_line(label, hist))
-            rows.append([model, label, hist.get_total_count()] + [fmt_us(hist.get_value_at_percentile(q))
+            rows.append([model, label, hist.get_total_count()] + [format_us(hist.get_value_at_percentile(q))
                                                                   for q in (50, 90, 99, 99.9)]
-                        + [fmt_us(hist.get_max_value())])
+                        + [format_us(hist.get_max_value())])
         chart = svg.line_chart(svg.Chart(lines, svg.Axis("latency", log=True, unit="us"),
                                          svg.Axis("percentile", lo=0, hi=100, unit="%"), title=f"{model} latency CDF"))
         figures.append(f'<figure class="cdf">{chart}<figcaption>{model}: share of requests answered within a '

@@ -14,8 +14,9 @@ from rmt.check.data import MemorySeries
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
 from rmt.check.quantity import parse_warmup
 from rmt.check.trend import PER_REQUESTS, Trend, fit_trend
+from rmt.core.fmt import format_bytes
 from rmt.report import svg
-from rmt.report.common import NS, Raw, RunData, Section, fmt_bytes, no_data, table, verdict_notes
+from rmt.report.common import NS, Raw, RunData, Section, no_data, table, verdict_notes
 
 MAX_CHARTS = 8
 """Memory series drawn as charts (failures first); the rest are listed in the table."""
@@ -60,9 +61,9 @@ def series_chart(s: MemorySeries, trend: Trend | None, threshold_per_10k: float,
         xs = [trend.requests_first, trend.requests_last]
         fit = [trend.intercept_bytes + trend.slope_bytes_per_request * x for x in xs]
         limit = [fit[0] + threshold_per_10k / PER_REQUESTS * (x - xs[0]) for x in xs]
-        lines += [svg.Line(f"fitted trend {fmt_bytes(trend.growth_per_10k_bytes)}/10k", xs, fit,
+        lines += [svg.Line(f"fitted trend {format_bytes(trend.growth_per_10k_bytes)}/10k", xs, fit,
                            color="#d62728" if status == "fail" else "#1f77b4", dash="7 4", width=2.2),
-                  svg.Line(f"threshold {fmt_bytes(threshold_per_10k)}/10k", xs, limit, color="#2ca02c",
+                  svg.Line(f"threshold {format_bytes(threshold_per_10k)}/10k", xs, limit, color="#2ca02c",
                            dash="2 3", width=1.8)]
     return svg.line_chart(svg.Chart(lines, svg.Axis("completed requests"), svg.Axis("bytes", unit="bytes"),
                                     title=s.name))
@@ -88,8 +89,8 @@ def memory_section(data: RunData) -> Section:
         finite = s.values[np.isfinite(s.values)]
         growth = trend.growth_per_10k_bytes if trend else math.nan
         rows.append([s.name, s.kind, Raw(f'<span class="st {status}">{escape(status.upper())}</span>'),
-                     fmt_bytes(float(finite[-1] - finite[0])), fmt_bytes(growth) + "/10k" if trend else "-",
-                     fmt_bytes(threshold) + "/10k", f"{trend.tau:.2f} / {trend.p_value:.2g}" if trend else "-"])
+                     format_bytes(float(finite[-1] - finite[0])), format_bytes(growth) + "/10k" if trend else "-",
+                     format_bytes(threshold) + "/10k", f"{trend.tau:.2f} / {trend.p_value:.2g}" if trend else "-"])
         if len(charts) < MAX_CHARTS and trend is not None:
             charts.append(f'<figure class="mem">{series_chart(s, trend, threshold, status)}<figcaption>'
                           f"{escape(s.name)} — {escape(str((verdict or {}).get('explanation', '')))}"
@@ -140,7 +141,7 @@ def phase_section(data: RunData) -> Section:
             dv = _at(s.t_s, s.values, t0 + b) - _at(s.t_s, s.values, t0 + a)
             dr = _at(s.t_s, s.requests, t0 + b) - _at(s.t_s, s.requests, t0 + a)
             per = f", {dv / dr:.0f} B/req" if math.isfinite(dv) and math.isfinite(dr) and dr > 0 else ""
-            cells.append(fmt_bytes(dv) + per)
+            cells.append(format_bytes(dv) + per)
         rows.append(cells)
     lines = []
     for s in memory[:MAX_CHARTS]:

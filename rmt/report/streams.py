@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from rmt.core.fmt import format_us
 from rmt.core.windows import histogram_of
 from rmt.report import svg
-from rmt.report.common import NS, RunData, Section, fmt_us, no_data, table, verdict_notes
+from rmt.report.common import NS, RunData, Section, no_data, table, verdict_notes
 from rmt.report.load import cdf_line
 
 #: Lifecycle outcome → the window counters it sums.
@@ -58,9 +59,9 @@ def streaming_section(data: RunData) -> Section:
         first, gaps = histogram_of(ws), histogram_of(ws, "gap_us_hdr")
         rows.append([name, sum(int(w["sent"]) for w in ws), sum(int(w.get("responses") or 0) for w in ws),
                      *(f"{100 * c / ended:.1f}%" for c in counts),
-                     fmt_us(first.get_value_at_percentile(99)) if first.get_total_count() else "-",
-                     fmt_us(gaps.get_value_at_percentile(50)) if gaps.get_total_count() else "-",
-                     fmt_us(gaps.get_value_at_percentile(99)) if gaps.get_total_count() else "-"])
+                     format_us(first.get_value_at_percentile(99)) if first.get_total_count() else "-",
+                     format_us(gaps.get_value_at_percentile(50)) if gaps.get_total_count() else "-",
+                     format_us(gaps.get_value_at_percentile(99)) if gaps.get_total_count() else "-"])
     notes = verdict_notes(data, ("first_response", "stream_completeness", "leak_attribution"))
     return Section("streaming", title, "".join(figures) + table(
         ["stream", "sent", "responses", *(name for name, _ in OUTCOMES), "first response p99", "gap p50",

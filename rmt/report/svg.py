@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from rmt.core.fmt import format_bytes, format_us
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
 WIDTH, HEIGHT = 720, 280
@@ -73,17 +75,9 @@ def fmt_tick(value: float, unit: str = "") -> str:
     if not math.isfinite(value):
         return "-"
     if unit == "bytes":
-        mag = abs(value)
-        for div, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-            if mag >= div:
-                return f"{value / div:.4g} {suffix}"
-        return f"{value:.4g} B"
+        return format_bytes(value, ".4g")
     if unit == "us":
-        if abs(value) >= 1e6:
-            return f"{value / 1e6:.3g} s"
-        if abs(value) >= 1e3:
-            return f"{value / 1e3:.3g} ms"
-        return f"{value:.3g} µs"
+        return format_us(value, ".3g")
     if unit == "s":
         return f"{value:.4g} s"
     if unit == "%":

@@ -15,6 +15,7 @@ from rmt.check.api import evaluate
 from rmt.check.base import FAIL, PASS, SKIP, Verdict
 from rmt.check.report import format_table
 from rmt.check.spec import merge_specs, parse_spec
+from rmt.core.fmt import format_bytes
 from rmt.run.definition import ScenarioDef
 
 _SERIES = re.compile(r"^(?P<measure>[\w:]+)\{[^}]*\binstance=(?P<instance>[^,}]+)[^}]*\}(?P<rest>.*)$")
@@ -79,7 +80,7 @@ def _value(value: float | None, unit: str) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     if unit == "bytes":
-        return f"{value / 2**20:.2f} MiB" if abs(value) >= 2**20 else f"{value / 1024:.1f} KiB"
+        return format_bytes(value)
     return f"{value:.3g}"
 
 

@@ -25,8 +25,8 @@ from hdrh.histogram import HdrHistogram
 from rmt.check.inputs import COMPLETED, memory_kind
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
 from rmt.check.trend import PER_REQUESTS, Trend, fit_trend, is_leak
+from rmt.core.fmt import format_bytes, format_us
 from rmt.core.hdr import HIGHEST_US, new_histogram
-from rmt.report.common import fmt_bytes, fmt_us
 
 HISTORY = 3600
 """Samples kept per memory series (older ones are thinned, keeping every other one)."""
@@ -125,19 +125,19 @@ class LiveMemory:
             check = PoolGrowthCheck() if hist.kind == "pool" else LeakCheck()
             limit = float(check.values["max_growth"]) * PER_REQUESTS
             if trend is not None:
-                slope = f"{fmt_bytes(trend.growth_per_10k_bytes)}/10k req"
+                slope = f"{format_bytes(trend.growth_per_10k_bytes)}/10k req"
                 verdict = "LEAK?" if is_leak(trend, max_growth_per_10k_bytes=limit, alpha=0.01) else "ok"
                 if trend.requests_span < self.min_requests:
                     verdict = f"too early ({trend.requests_span:.0f} requests fitted)"
-                preview = (f"{check.name}: {verdict} (limit {fmt_bytes(limit)}/10k, τ={trend.tau:.2f}, "
+                preview = (f"{check.name}: {verdict} (limit {format_bytes(limit)}/10k, τ={trend.tau:.2f}, "
                            f"p={trend.p_value:.1g})")
             else:
                 span = float(t[-1] - t[0])
-                slope = f"{fmt_bytes(delta / span * 60)}/min" if span > 0 else "-"
+                slope = f"{format_bytes(delta / span * 60)}/min" if span > 0 else "-"
                 preview = f"{check.name}: collecting ({len(t)} samples)"
             section = section_of(hist.measure, hist.kind)
             ranked.append(({"gpu": 0, "process": 1, "pool": 2}[section], -abs(delta), key, {
-                "section": section, "subject": key, "now": fmt_bytes(float(v[-1])), "delta": fmt_bytes(delta),
+                "section": section, "subject": key, "now": format_bytes(float(v[-1])), "delta": format_bytes(delta),
                 "slope": slope, "latency": "", "preview": preview}))
         return [row for *_, row in sorted(ranked, key=lambda r: r[:3])]
 
@@ -224,8 +224,8 @@ class LiveStreams:
                 if s in per:
                     hist.add(per[s][1])
             ok, failed = self.totals.get(stream, [0, 0])
-            p50 = fmt_us(hist.get_value_at_percentile(50)) if hist.get_total_count() else "-"
-            p99 = fmt_us(hist.get_value_at_percentile(99)) if hist.get_total_count() else "-"
+            p50 = format_us(hist.get_value_at_percentile(50)) if hist.get_total_count() else "-"
+            p99 = format_us(hist.get_value_at_percentile(99)) if hist.get_total_count() else "-"
             row = {"section": "stream", "subject": stream, "now": f"{rate:.1f} req/s",
                    "delta": f"{ok} ok, {failed} failed", "slope": "", "latency": f"{p50} / {p99}", "preview": ""}
             extra = self.streaming.get(stream)
