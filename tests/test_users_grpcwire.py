@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
+from rmt.core.hosts import split_host
 from rmt.load.grpcwire import MODEL_INFER, GrpcConnection, frame, grpc_timeout, request_block
 from rmt.load.transport import CLIENT, OK, SERVER, TIMEOUT
-from rmt.load.users import split_host
 from rmt.server import EmbeddedServer
 from tests.zoo_client import zoo_subset
 

@@ -24,6 +24,7 @@ from rmt.check.capacity_analysis import Capacity, analyse, by_scope
 from rmt.check.capacity_checks import cpu_count_of
 from rmt.check.capacity_steps import StepFigures, step_figures
 from rmt.core.errors import ConfigError
+from rmt.core.hosts import base_url
 from rmt.core.rundir import MANIFEST, RunDir
 
 #: machine_info keys whose difference makes two runs' numbers incomparable.
@@ -45,9 +46,8 @@ def server_version(http_url: str | None) -> str:
     """The server's ``GET v2`` version ('' when it does not answer)."""
     if not http_url:
         return ""
-    base = http_url if "://" in http_url else f"http://{http_url}"
     try:
-        with urllib.request.urlopen(f"{base.rstrip('/')}/v2", timeout=5) as resp:
+        with urllib.request.urlopen(f"{base_url(http_url)}/v2", timeout=5) as resp:
             return str(json.loads(resp.read()).get("version", ""))
     except (urllib.error.URLError, OSError, ValueError):
         return ""

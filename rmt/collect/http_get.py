@@ -14,12 +14,12 @@ import select
 import socket
 import threading
 import time
-from urllib.parse import urlsplit
 
 from rmt.collect.series import Reading
 from rmt.collect.source import SourceInfo
 from rmt.collect.target import ServerTarget
-from rmt.core.errors import SourceUnavailable
+from rmt.core.errors import ConfigError, SourceUnavailable
+from rmt.core.hosts import parse_address
 
 MAX_HEAD = 64 * 1024
 """Longest status line + headers accepted (an endpoint sending more is not an HTTP server we read)."""
@@ -232,12 +232,16 @@ class HttpGetter:
         known = self._requests.get(url)
         if known is not None:
             return known
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http" or not parts.hostname:
+        try:
+            address = parse_address(url, 80, flag="URL")
+        except ConfigError as exc:
+            raise SourceUnavailable(str(exc)) from None
+        if address.scheme != "http":
             raise SourceUnavailable(f"cannot GET {url!r}: only http://HOST:PORT/path URLs are supported")
-        key = (parts.hostname, parts.port or 80)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.netloc.rsplit("@", 1)[-1]
+        assert address.port is not None
+        key = (address.host, address.port)
+        path = (address.path or "/") + (f"?{address.query}" if address.query else "")
+        host = address.netloc
         request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n"
                    f"User-Agent: rmt-collector\r\n\r\n").encode("latin-1")
         if len(self._requests) < 64:

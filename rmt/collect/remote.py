@@ -15,6 +15,7 @@ from typing import Any
 
 from rmt.collect.http_get import HttpGetter
 from rmt.core.errors import SourceUnavailable
+from rmt.core.hosts import base_url
 from rmt.core.rundir import RunDir
 from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
 
@@ -26,9 +27,7 @@ class RemoteCollector:
 
     def __init__(self, url: str, run_dir: RunDir | None, *, poll_s: float = 1.0, timeout_s: float = 5.0,
                  http: HttpGetter | None = None) -> None:
-        self.url = url.rstrip("/")
-        if "://" not in self.url:
-            self.url = f"http://{self.url}"
+        self.url = base_url(url, flag="--rmt-collector")
         self.run_dir = run_dir
         self.poll_s = poll_s
         self.timeout_s = timeout_s

@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 
 from rmt.core.errors import ConfigError
+from rmt.core.hosts import parse_address
 from rmt.core.procs import TritonProcess, describe
 from rmt.core.tritonflags import server_flag
 
@@ -37,13 +38,10 @@ DEFAULT_HTTP_PORT = 8000
 DEFAULT_METRICS_PORT = 8002
 
 
-def parse_host_port(url: str, flag: str) -> tuple[str, int]:
-    """``host:port`` (or ``http://host:port/...``) → (host, port); ConfigError naming ``flag`` when malformed."""
-    rest = url.split("://", 1)[-1].split("/", 1)[0]
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"bad {flag} {url!r}: write HOST:PORT, e.g. 127.0.0.1:8000")
-    return host, int(port)
+def _host_port(url: str, flag: str) -> tuple[str, int]:
+    address = parse_address(url, flag=flag, require_port=True)
+    assert address.port is not None
+    return address.host, address.port
 
 
 def find_listener_pid(port: int) -> int | None:
@@ -81,7 +79,7 @@ class ServerTarget:
         self._http_host = "127.0.0.1"
         self._http_port: int | None = None
         if http_url:
-            self._http_host, self._http_port = parse_host_port(http_url, "--server-url")
+            self._http_host, self._http_port = _host_port(http_url, "--server-url")
         self._metrics_url = metrics_url
         self._shm_prefix = shm_prefix
         self._pid_provider = pid_provider

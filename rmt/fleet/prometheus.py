@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rmt.core.errors import ConfigError, SourceUnavailable
+from rmt.core.hosts import parse_address
 
 MAX_POINTS = 11_000
 """Prometheus refuses a range query with more points per series than this."""
@@ -54,10 +55,10 @@ class PrometheusClient:
     """Range queries against one Prometheus server (``base_url`` such as ``http://127.0.0.1:9090``)."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 30.0, opener: Any = None) -> None:
-        parsed = urllib.parse.urlparse(base_url if "://" in base_url else f"http://{base_url}")
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        address = parse_address(base_url, flag="--prometheus")
+        if address.scheme not in ("http", "https"):
             raise ConfigError(f"--prometheus {base_url!r} is not a URL: write e.g. http://prometheus:9090")
-        self.base_url = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
+        self.base_url = address.base_url
         self.timeout_s = timeout_s
         self._open = opener or urllib.request.urlopen
 

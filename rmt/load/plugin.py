@@ -35,6 +35,7 @@ from google.protobuf import json_format
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from rmt.core.errors import ConfigError
+from rmt.core.hosts import split_host
 from rmt.core.rundir import RunDir
 from rmt.core.scenario import load_scenario, parse_scenario
 from rmt.core.windows import NS_PER_S, WindowKey, WindowState, record_dict
@@ -45,7 +46,6 @@ from rmt.load.users import (
     fetch_config_grpc,
     fetch_config_http,
     grpc_host,
-    split_host,
 )
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from locust.exception import StopUser
 from tritonclient.utils import InferenceServerException
 
 from rmt.core.errors import ConfigError
+from rmt.core.hosts import split_host
 from rmt.load.engine import TrafficEngine, engine_for
 from rmt.load.grpcwire import MODEL_INFER
 from rmt.load.payloads import ID_WIDTH, Pool, grpc_id_field
@@ -84,15 +85,6 @@ def fetch_config_grpc(url: str) -> Callable[[str], Any]:
         finally:
             client.close()
     return fetch
-
-
-def split_host(host: str | None, default_port: int) -> tuple[str, int]:
-    """``http://h:p`` / ``h:p`` / ``h`` → ``(h, p)``."""
-    text = (host or "127.0.0.1").split("://", 1)[-1].rstrip("/")
-    name, _, port = text.rpartition(":")
-    if not name:
-        return text, default_port
-    return name, int(port)
 
 
 def grpc_host(environment: Any) -> str:

@@ -29,10 +29,10 @@ from locust.runners import WorkerRunner
 
 from rmt.collect import locust_plugin
 from rmt.core.errors import RmtError
+from rmt.core.hosts import split_host
 from rmt.core.rundir import RunDir
 from rmt.load import TritonTraffic
 from rmt.load import add_arguments as traffic_arguments
-from rmt.load.users import split_host
 from rmt.run.control import TritonControl, run_load, run_reload
 from rmt.run.definition import ScenarioDef, load_definition, retarget
 from rmt.run.verdicts import judge_run

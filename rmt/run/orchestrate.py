@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rmt.core.errors import ConfigError, RmtError
+from rmt.core.hosts import base_url
 from rmt.core.records import MODEL_LINES, SERVER_LOG
 from rmt.core.rundir import RunDir
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
@@ -100,12 +101,12 @@ def scaled(definition: ScenarioDef, duration_s: float) -> ScenarioDef:
 
 def check_reachable(url: str, deadline_s: float = 5.0) -> None:
     """ConfigError naming the fix unless Triton answers ``v2/health/live`` at ``url`` within the deadline."""
-    base = url if "://" in url else f"http://{url}"
+    base = base_url(url, flag="--host")
     end = time.monotonic() + deadline_s
     error = ""
     while True:
         try:
-            with urllib.request.urlopen(f"{base.rstrip('/')}/v2/health/live", timeout=2) as resp:
+            with urllib.request.urlopen(f"{base}/v2/health/live", timeout=2) as resp:
                 if resp.status == 200:
                     return
                 error = f"HTTP {resp.status}"
