@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rmt.core.resources import SCENARIOS, ZOO_REPOSITORY
+from rmt.core.resources import MULTI_GPU_REPOSITORY, SCENARIOS, ZOO_REPOSITORY
 from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, free_port
 
@@ -143,7 +143,9 @@ def test_bad_inputs_are_one_line_errors(triton_server: EmbeddedServer, tmp_path:
     done = rmt("run", "priority", "--models", ",", "--out", str(tmp_path / "d"))
     assert done.returncode == 2 and "bad --models" in _one_error_line(done)
     done = rmt("run", "cross_device", "--out", str(tmp_path / "e"))
-    assert done.returncode == 2 and "needs 2 GPUs" in _one_error_line(done)
+    assert done.returncode == 2
+    assert f"needs 2 GPUs, found 0: run it on a host with 2 GPUs and --model-repository {MULTI_GPU_REPOSITORY}" in \
+        _one_error_line(done)
 
 
 def test_plain_locust_headless_exits_3_on_a_failing_check(triton_server: EmbeddedServer, tmp_path: Path) -> None:

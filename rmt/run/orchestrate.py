@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from rmt.core.errors import ConfigError, RmtError
 from rmt.core.hosts import base_url
 from rmt.core.records import MODEL_LINES, SERVER_LOG
+from rmt.core.resources import GPU_REPOSITORY, MULTI_GPU_REPOSITORY
 from rmt.core.rundir import RunDir
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.verdicts import Row, format_rows, judge_run, rows_for
@@ -197,8 +198,9 @@ class Orchestrator:
             self._gpus = gpu_count()
         if self._gpus >= definition.requires_gpus:
             return None
-        return (f"{definition.name} needs {definition.requires_gpus} GPUs, found {self._gpus}: run it on a "
-                f"multi-GPU host with the rmt/zoo/gpu repository")
+        repository = MULTI_GPU_REPOSITORY if definition.requires_gpus > 1 else GPU_REPOSITORY
+        return (f"{definition.name} needs {definition.requires_gpus} GPUs, found {self._gpus}: run it on a host with "
+                f"{definition.requires_gpus} GPUs and --model-repository {repository}")
 
     def _all(self, plan: list[tuple[ScenarioDef, Path]], server: EmbeddedServer | None) -> int:
         results: list[ScenarioRun] = []
