@@ -14,6 +14,7 @@ from rmt.check.base import FAIL, PASS, SKIP
 from rmt.check.data import RunInputs, StreamWindows
 from rmt.check.inputs import promised_responses, stream_windows
 from rmt.check.latency import histogram_of
+from rmt.check.sched_checks import StarvationCheck
 from rmt.check.stream_checks import FirstResponseCheck, StreamCompletenessCheck
 from rmt.core.errors import ConfigError
 from rmt.core.scenario import StreamSpec, parse_scenario
@@ -188,3 +189,13 @@ def test_webui_rows_for_streams_from_events_and_worker_windows() -> None:
     assert rows["sn/p1/s"]["latency"] == "first response 500 µs / 500 µs"
     assert rows["sn/p2/s"]["delta"] == "10 completed, 0 cancelled, 0 failed, 80 responses"
     assert "responses/s" in rows["sn/p2/s"]["now"]
+
+
+def test_starvation_counts_cancelled_streams_as_served() -> None:
+    w = _streaming("m", "cancel", 1.0)  # every request of the pattern cancelled by the client after 2 responses
+    w.pending = np.where(np.asarray(w.sent) > 0, 2.0, 0.0)
+    (verdict,) = [v for v in StarvationCheck().run(RunInputs(windows=[w]))]
+    assert verdict.status == PASS
+    w.cancelled = np.zeros(len(w.t_s))  # the same windows with nothing answered: starved
+    (verdict,) = [v for v in StarvationCheck().run(RunInputs(windows=[w]))]
+    assert verdict.status == FAIL

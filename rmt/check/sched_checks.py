@@ -152,9 +152,11 @@ class StarvationCheck(Check):
         for w in run.windows:
             unserved = sum((np.asarray(w.failed_by[k], dtype=float) for k in UNSERVED if k in w.failed_by),
                            np.zeros(len(w.t_s)))
-            t, served, waiting = fairness.on_grid(w.t_s, w.completed, w.pending, unserved, step, end)
+            # A streaming request the client cancelled by plan was being served (or gave up by design): not starved.
+            done = w.completed if w.cancelled is None else np.asarray(w.completed) + np.asarray(w.cancelled)
+            t, served, waiting = fairness.on_grid(w.t_s, done, w.pending, unserved, step, end)
             gap = fairness.longest_starvation(t, served, waiting, step)
-            n_served, n_unserved = float(np.sum(w.completed)), float(np.sum(unserved))
+            n_served, n_unserved = float(np.sum(done)), float(np.sum(unserved))
             when = "" if math.isnan(gap.start_s) else f" from t={gap.start_s - first:.0f} s"
             tally = f"{n_served:.0f} of {n_served + n_unserved:.0f} answered requests served"
             if n_unserved:
