@@ -69,9 +69,8 @@ def test_a_scrape_gap_is_a_hole_not_a_long_window() -> None:
     done = (t - T0) * 5
     data = group_servers(_server("p", done, np.full(len(t), 1e8), t))["p"]
     (w,) = model_windows(data.series, STEP)
-    assert w.phase is not None
     in_gap = (w.t_s > T0 + 18) & (w.t_s < T0 + 30)
-    assert list(w.t_s) == list(T0 + np.arange(49.0)) and (w.phase[in_gap] == "gap").all()
+    assert list(w.t_s) == list(T0 + np.arange(49.0))
     assert not w.completed[in_gap].any() and not w.pending[in_gap].any() and not w.sent[in_gap].any()
     assert set(w.completed[~in_gap].tolist()) == {5.0}
     verdicts = judge_epochs("p", epochs(data, STEP), SPEC, STEP)

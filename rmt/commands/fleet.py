@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rmt.check.base import SKIP
 from rmt.check.data import RunInputs
 from rmt.check.quantity import parse_duration
 from rmt.check.ratelimit import repository_limits
@@ -111,7 +112,11 @@ def cmd_fleet(args: Any) -> int:
                                 "--server-label")
     for server in result.servers:
         print(f"== {server.server}")
-        print(format_table(server.verdicts))
+        shown = [v for v in server.verdicts if v.status != SKIP or v.undecided]
+        print(format_table(shown))
+        if len(shown) < len(server.verdicts):
+            missing = sorted({v.check for v in server.verdicts if v not in shown})
+            print(f"no evidence in Prometheus for {', '.join(missing)} (see fleet.json)")
         for note in dict.fromkeys(server.notes):
             print(f"note: {note}")
     print("== fleet")

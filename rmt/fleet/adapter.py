@@ -178,7 +178,7 @@ def model_windows(series: Iterable[Series], step_s: float) -> list[StreamWindows
     Completed = Δ``nv_inference_request_success``, failed = Δ``_failure`` (every reason), pending = the queued
     gauge at the window's end, sent = completed + failed + the rise of pending (what arrived at the server). A
     window spanning a gap (no sample for more than 1.5 steps) is left out — never a long window — and each step of
-    the gap is an empty window (phase ``gap``): what happened then is unknown, so no check counts it as service,
+    the gap is an empty window: what happened then is unknown, so no check counts it as service,
     demand or starvation."""
     by_model: dict[str, dict[str, list[Series]]] = defaultdict(lambda: defaultdict(list))
     for s in series:
@@ -204,15 +204,14 @@ def model_windows(series: Iterable[Series], step_s: float) -> list[StreamWindows
         sent = completed + failures + np.maximum(rise[keep], 0.0)
         # A hole is unknown, not idle: the checks read a missing window as one where nothing was served while the
         # requests outstanding before it still waited. Each step of a hole gets a window with nothing in it, pending
-        # included, so a stretch of starvation ends where the evidence does (phase "gap").
+        # included, so a stretch of starvation ends where the evidence does. No phase or pattern: Prometheus does not
+        # know the load's (leak attribution says it has no evidence).
         grid = starts[0] + step_s * np.arange(round((starts[-1] - starts[0]) / step_s) + 1)
         at = np.clip(np.round((starts - starts[0]) / step_s).astype(int), 0, len(grid) - 1)
         cols = np.zeros((4, len(grid)))
         for row, col in enumerate((sent, completed, failures, pending)):
             np.add.at(cols[row], at, col)
-        phase = np.full(len(grid), "gap", dtype=object)
-        phase[at] = ""
-        out.append(StreamWindows(model, model, grid, cols[0], cols[1], cols[2], cols[3], phase=phase,
+        out.append(StreamWindows(model, model, grid, cols[0], cols[1], cols[2], cols[3],
                                  failed_by={"server": cols[2]}))
     return out
 
