@@ -22,9 +22,11 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+## lint: ruff, mypy and the import contracts of pyproject.toml's [tool.importlinter] (the layers of README's Layout)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
