@@ -140,9 +140,17 @@ def test_fleet_names_the_leaking_server_like_rmt_check(triton_server_factory: Ca
             wait_for(lambda: time.time() >= t1, 5, "one more scrape")
             code = main(["fleet", "--prometheus", prom.base_url, "--start", f"{t0:.3f}", "--end", f"{t1:.3f}",
                          "--step", "0.5s", "--server-label", "server", "--checks", SPEC, "--out", str(tmp_path)])
+            every = tmp_path / "every_check"  # the default spec: the counters' windows judged too
+            assert main(["fleet", "--prometheus", prom.base_url, "--start", f"{t0:.3f}", "--end", f"{t1:.3f}",
+                         "--step", "0.5s", "--server-label", "server", "--out", str(every)]) == 3
     assert code == 3  # one server leaks
     fleet = json.loads((tmp_path / "fleet.json").read_text())
     assert fleet["summary"]["leaking"] == ["a"] and fleet["summary"]["healthy"] == ["b"], fleet["summary"]
+    for s, model in SERVERS.items():
+        verdicts = json.loads((every / "fleet.json").read_text())["servers"][s]["verdicts"]
+        starvation = next(v for v in verdicts if v["check"] == "starvation")
+        assert starvation["subject"] == model and starvation["status"] == "pass", starvation
+        assert starvation["evidence"]["served"] == ROUNDS * PER_ROUND, starvation  # Δ of Triton's counter
     for s, model in SERVERS.items():
         assert main(["check", str(tmp_path / f"run_{s}"), "--checks", SPEC, "--out", str(tmp_path / f"check_{s}")]
                     ) == (3 if s == "a" else 0)
