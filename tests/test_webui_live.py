@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmt.check.base import PASS
+from rmt.check.data import MemorySeries
+from rmt.check.memory_checks import LeakCheck
 from rmt.core.windows import WindowState
 from rmt.webui.live import LiveMemory, LivePoint, LiveStreams
 from rmt.webui.plugin import RmtWebUI
@@ -31,12 +34,26 @@ def test_leak_preview_flags_the_planted_leak_and_not_its_twin() -> None:
     assert leaky["delta"] == "1.15 GiB" and flat["now"] == "47.69 MiB"
 
 
-def test_leak_preview_waits_for_enough_requests() -> None:
-    memory = LiveMemory(min_requests=10_000)
-    for i in range(20):
+def test_leak_preview_is_the_leak_checks_verdict_on_a_short_run() -> None:
+    """200 B/request over 2 000 requests: above the soak threshold (512 KiB/10k) but a short run, which the leak
+    check judges by its short-run threshold (4 KiB/request) — the preview says what ``rmt check`` says."""
+    memory = LiveMemory()
+    for i in range(60):
+        memory.add(float(i), _points(34.0 * i, 50e6 + 200 * 34.0 * i, 50e6))
+    key = "process_rss_bytes{model=leaky,name=leaky_0_0}"
+    t, r, v = memory.series[key].arrays()
+    judged = LeakCheck().judge_series(MemorySeries(key, t, r, v, "memory", "leaky"))
+    assert judged.status == PASS and judged.measured is not None and judged.measured > 512 * 1024
+    row = next(r for r in memory.rows() if r["subject"] == key)
+    assert row["preview"].startswith("leak: ok (limit 39.06 MiB/10k")
+
+
+def test_leak_preview_is_undecided_without_enough_samples() -> None:
+    memory = LiveMemory()
+    for i in range(3):
         memory.add(float(i), _points(10.0 * i, 1e6 * i, 1e6))
-    assert all("too early" in r["preview"] or "collecting" in r["preview"] or "ok" in r["preview"]
-               for r in memory.rows() if r["section"] == "process")
+    previews = [r["preview"] for r in memory.rows() if r["section"] == "process"]
+    assert previews and all(p.startswith("leak: undecided (") for p in previews)
 
 
 def test_streams_from_request_events_and_worker_windows() -> None:

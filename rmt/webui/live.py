@@ -4,8 +4,8 @@ Pure data structures (no Flask, no Locust) fed by :mod:`rmt.webui.plugin`:
 
 - :class:`LiveMemory` keeps, per memory series, a bounded history of ``(t_s, completed requests, bytes)`` from the
   collectors' latest points, and computes *now*, *Δ since start*, the slope, and a **live verdict preview**: the
-  leak check's own statistic (:func:`rmt.check.trend.fit_trend` + :func:`rmt.check.trend.is_leak` at the leak check's
-  default threshold) on the data so far.
+  verdict the leak (or pool-growth) check's own judge (:meth:`rmt.check.memory_checks.LeakCheck.judge_series`) gives
+  the data so far, so the preview and ``rmt check`` agree on every run, short ones included.
 - :class:`LiveStreams` keeps per-second, per-stream counts and µs HDR histograms (from Locust ``request`` events in a
   local run, or from the windows workers ship to the master in a distributed one) and gives rate and p50/p99.
 """
@@ -13,7 +13,6 @@ Pure data structures (no Flask, no Locust) fed by :mod:`rmt.webui.plugin`:
 from __future__ import annotations
 
 import math
-import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from rmt.check.base import FAIL, PASS, Verdict
+from rmt.check.data import MemorySeries
 from rmt.check.inputs import COMPLETED, memory_kind
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
-from rmt.check.trend import PER_REQUESTS, Trend, fit_trend, is_leak
 from rmt.core.fmt import format_bytes, format_us
-from rmt.core.hdr import HIGHEST_US, new_histogram
+from rmt.core.hdr import clamp_us, new_histogram
 
 HISTORY = 3600
 """Samples kept per memory series (older ones are thinned, keeping every other one)."""
@@ -76,15 +76,13 @@ class _History:
 
 
 class LiveMemory:
-    """Memory series of the run so far, with the leak check's statistic on them (see the module docstring)."""
+    """Memory series of the run so far, judged by the memory checks' own judge (see the module docstring)."""
 
-    def __init__(self, *, warmup_fraction: float = 0.25, min_requests: float = 200.0) -> None:
-        """``warmup_fraction``: share of the completed requests left out of the fit (one-time imports and pools of
-        the first requests); ``min_requests``: fitted requests needed before the preview says LEAK? or ok."""
-        self.warmup_fraction = warmup_fraction
-        self.min_requests = min_requests
+    def __init__(self, *, leak: LeakCheck | None = None, pool: PoolGrowthCheck | None = None) -> None:
+        """``leak``/``pool``: the checks that judge memory and pool series (default parameters unless given)."""
+        self.checks: dict[str, LeakCheck] = {"memory": leak or LeakCheck(), "pool": pool or PoolGrowthCheck()}
         self.series: dict[str, _History] = {}
-        self._trends: dict[str, Trend | None] = {}
+        self._verdicts: dict[str, Verdict] = {}
 
     def add(self, t_s: float, points: Iterable[LivePoint]) -> None:
         """Record one poll of the collectors' latest points at ``t_s`` (epoch seconds)."""
@@ -104,16 +102,20 @@ class LiveMemory:
                 hist = self.series[key] = _History(p.measure, kind, p.labels.get("model"))
             requests = done.get(hist.model, done.get(None, math.nan))
             hist.add(t_s, requests, p.value)
-        self._trends.clear()
+        self._verdicts.clear()
 
-    def trend(self, key: str) -> Trend | None:
-        """The leak check's fitted trend of one series on the data so far (cached until the next poll)."""
-        if key not in self._trends:
-            t, r, v = self.series[key].arrays()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                self._trends[key] = fit_trend(t, r, v, warmup_fraction=self.warmup_fraction, max_points=120)
-        return self._trends[key]
+    def check_of(self, key: str) -> LeakCheck:
+        """The check that judges series ``key`` (pool growth for pools, leak otherwise)."""
+        return self.checks["pool" if self.series[key].kind == "pool" else "memory"]
+
+    def verdict(self, key: str) -> Verdict:
+        """The check's verdict on series ``key`` with the data so far (cached until the next poll)."""
+        if key not in self._verdicts:
+            hist = self.series[key]
+            t, r, v = hist.arrays()
+            series = MemorySeries(key, t, r, v, hist.kind, hist.model)
+            self._verdicts[key] = self.check_of(key).judge_series(series)
+        return self._verdicts[key]
 
     def rows(self) -> list[dict[str, str]]:
         """Tab rows: section, subject, now, Δ since start, slope, preview; largest growth first per section."""
@@ -121,20 +123,15 @@ class LiveMemory:
         for key, hist in self.series.items():
             t, _, v = hist.arrays()
             delta = float(v[-1] - v[0])
-            trend = self.trend(key)
-            check = PoolGrowthCheck() if hist.kind == "pool" else LeakCheck()
-            limit = float(check.values["max_growth"]) * PER_REQUESTS
-            if trend is not None:
-                slope = f"{format_bytes(trend.growth_per_10k_bytes)}/10k req"
-                verdict = "LEAK?" if is_leak(trend, max_growth_per_10k_bytes=limit, alpha=0.01) else "ok"
-                if trend.requests_span < self.min_requests:
-                    verdict = f"too early ({trend.requests_span:.0f} requests fitted)"
-                preview = (f"{check.name}: {verdict} (limit {format_bytes(limit)}/10k, τ={trend.tau:.2f}, "
-                           f"p={trend.p_value:.1g})")
+            verdict = self.verdict(key)
+            name = self.check_of(key).name
+            measured = verdict.measured
+            if measured is not None and math.isfinite(measured):
+                slope = f"{format_bytes(measured)}/10k req"
             else:
                 span = float(t[-1] - t[0])
                 slope = f"{format_bytes(delta / span * 60)}/min" if span > 0 else "-"
-                preview = f"{check.name}: collecting ({len(t)} samples)"
+            preview = f"{name}: {_preview(verdict)}"
             section = section_of(hist.measure, hist.kind)
             ranked.append(({"gpu": 0, "process": 1, "pool": 2}[section], -abs(delta), key, {
                 "section": section, "subject": key, "now": format_bytes(float(v[-1])), "delta": format_bytes(delta),
@@ -149,6 +146,16 @@ class LiveMemory:
             growth.append((abs(float(v[-1] - v[0])), key, t.tolist(), (v - v[0]).tolist()))
         growth.sort(key=lambda g: -g[0])
         return [(key, t, d) for _, key, t, d in growth[:limit]]
+
+
+def _preview(verdict: Verdict) -> str:
+    """The preview of one verdict: ``LEAK?``/``ok`` with the threshold and trend test, or why it is undecided."""
+    if verdict.status not in (PASS, FAIL):
+        return f"undecided ({verdict.explanation})"
+    word = "LEAK?" if verdict.status == FAIL else "ok"
+    tau, p_value = verdict.evidence.get("kendall_tau"), verdict.evidence.get("p_value")
+    test = f", τ={tau:.2f}, p={p_value:.1g}" if isinstance(tau, float) and isinstance(p_value, float) else ""
+    return f"{word} (limit {format_bytes(verdict.threshold)}/10k{test})"
 
 
 class LiveStreams:
@@ -195,7 +202,7 @@ class LiveStreams:
         total = self.totals.setdefault(stream, [0, 0])
         total[0 if ok else 1] += 1
         if ok:
-            hist.record_value(min(max(1, int(latency_us)), HIGHEST_US))
+            hist.record_value(clamp_us(latency_us))
 
     def on_window(self, stream: str, second: int, succeeded: int, failed: int, latency: HdrHistogram,
                   streamed: tuple[int, int] | None = None) -> None:
