@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from rmt.capacity.controller import SweepController
 from rmt.capacity.ladder import SweepConfig, parse_sweep, sweep_definition
 from rmt.capacity.stability import Window, is_stable, judge_step
 from rmt.check.capacity_analysis import analyse, binding_resource, knee
@@ -22,6 +23,7 @@ from rmt.core.errors import ConfigError
 from rmt.core.records import parse_step_name, step_name
 from rmt.core.resources import ZOO_REPOSITORY
 from rmt.core.rundir import RunDir
+from rmt.core.windows import WindowState
 
 RMT = str(Path(sys.executable).parent / "rmt")
 SERVICE_S = 0.020
@@ -77,6 +79,26 @@ def test_stability_rule_and_step_judgement() -> None:
     assert judge_step(steady, 100, 30000, config, True).reason == "stable"
     assert judge_step(steady, 130, 30000, config, True).reason == "saturated"
     assert judge_step(steady, 100, 60000, config, True).reason == "slo"
+
+
+def test_master_reads_worker_windows_by_field_name() -> None:
+    """A worker's window (its wire form) counts its successes, its unserved requests and its latency in the step's
+    second; cancelled streaming requests and delayed arrivals are neither."""
+    controller = SweepController(parse_sweep({"start_rate_per_s": 10, "max_steps": 2}))
+    state = WindowState()
+    for name, value in (("succeeded", 7), ("failed_timeout", 1), ("failed_client", 2), ("dropped_cap", 3),
+                        ("delayed_cap", 5), ("cancelled", 4)):
+        state.counts[WindowState.COUNTERS.index(name)] = value
+    for _ in range(7):
+        state.latency.record_value(2000)
+    phase = step_name(0, 10.0)
+    controller._on_worker_report("w1", {"rmt": {"windows": [[[12 * 10**9, "http", "m/p0/d", phase], state.to_wire()]]}})
+    controller._on_worker_report("w2", {"rmt": {"windows": [[[12 * 10**9, "http", "m/p0/d", "warmup"],
+                                                               state.to_wire()]]}})
+    ok, unserved, latency_sum, hist = controller._seconds[(12, phase)]
+    assert (ok, unserved, hist.get_total_count()) == (7, 6, 7)
+    assert latency_sum == pytest.approx(7 * 2000, rel=1e-3)
+    assert list(controller._seconds) == [(12, phase)]
 
 
 def test_knee_sustainable_rate_and_binding_resource_on_synthetic_steps() -> None:

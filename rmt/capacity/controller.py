@@ -34,10 +34,11 @@ from locust.runners import MasterRunner, WorkerRunner
 from rmt.capacity.ladder import SweepConfig, parse_sweep
 from rmt.capacity.stability import Window, is_stable, judge_step
 from rmt.core.errors import ConfigError
-from rmt.core.hdr import HIGHEST_US, decode_histogram, new_histogram
+from rmt.core.hdr import clamp_us, new_histogram
 from rmt.core.records import CAPACITY_CONTROL_FILE, StepDecision, parse_step_name
 from rmt.core.rundir import RunDir
 from rmt.core.scenario import parse_scenario
+from rmt.core.windows import WindowState
 from rmt.load.engine import engine_for
 from rmt.load.schedule import PhaseClock
 
@@ -47,9 +48,9 @@ NS = 1_000_000_000
 WORKER_REPORT_S = 1
 """How often a sweep's workers report to the master (Locust's default, 3 s, left a 7 s step at most two complete
 windows to judge: every distributed step ran to ``max_step_s`` and ended "unstable")."""
+UNSERVED = ("failed_timeout", "failed_rejected", "failed_server", "failed_client", "dropped_cap")
+"""Window counters of requests a step failed to serve (failed, or dropped by the client's in-flight cap)."""
 _CONTROLLERS: weakref.WeakKeyDictionary[Any, SweepController] = weakref.WeakKeyDictionary()
-
-
 
 
 def controller_for(environment: Any) -> SweepController | None:
@@ -128,7 +129,7 @@ class SweepController:
             latency_us = float(response_time) * 1000
             entry[0] += 1
             entry[2] += latency_us
-            entry[3].record_value(min(max(1, int(latency_us)), HIGHEST_US))
+            entry[3].record_value(clamp_us(latency_us))
         else:
             entry[1] += 1
 
@@ -137,12 +138,13 @@ class SweepController:
             phase = str(key[3])
             if parse_step_name(phase) is None:
                 continue
-            counts = [int(c) for c in wire["c"]]
-            hist: HdrHistogram = decode_histogram(wire["l"])
+            state = WindowState.from_wire(wire)
+            succeeded = state.count("succeeded")
             entry = self._bucket(int(key[0]) // NS, phase)
-            entry[0] += counts[1]
-            entry[1] += sum(counts[3:8])
-            entry[2] += hist.get_mean_value() * counts[1] if hist.get_total_count() else 0.0
+            entry[0] += succeeded
+            entry[1] += sum(state.count(name) for name in UNSERVED)
+            hist = state.latency
+            entry[2] += hist.get_mean_value() * succeeded if hist.get_total_count() else 0.0
             entry[3].add(hist)
 
     def _on_end_message(self, environment: Any, msg: Any, **_kw: Any) -> None:

@@ -153,6 +153,10 @@ class WindowState:
         self.service = new_histogram()
         self.gap = new_histogram()
 
+    def count(self, name: str) -> int:
+        """The counter ``name`` (one of :attr:`COUNTERS`)."""
+        return self.counts[self.COUNTERS.index(name)]
+
     def merge(self, other: WindowState) -> None:
         """Add ``other`` (another process's state of the same key) into this one."""
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
