@@ -93,14 +93,50 @@ class Peer:
         return bytes(self.encoder.encode(fields, huffman=True))
 
 
-def scripted(peer: Peer, script: Callable[[Peer], None]) -> threading.Thread:
-    def run() -> None:
-        peer.sock, _ = peer.listener.accept()
-        assert peer.exact(24) == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-        script(peer)
-    thread = threading.Thread(target=run, daemon=True)
+class Scripted(threading.Thread):
+    """The peer's side of a test in a thread; :meth:`finish` fails the test with whatever the script raised."""
+
+    def __init__(self, peer: Peer, script: Callable[[Peer], None]) -> None:
+        super().__init__(daemon=True)
+        self.peer, self.script = peer, script
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.peer.sock, _ = self.peer.listener.accept()
+            assert self.peer.exact(24) == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            self.script(self.peer)
+        except BaseException as exc:  # handed to the test's thread by finish()
+            self.error = exc
+
+    def finish(self, timeout_s: float = 10.0) -> None:
+        """Wait for the script to end; re-raise its failure (an assertion included) in the test."""
+        self.join(timeout_s)
+        assert not self.is_alive(), f"the scripted peer did not finish within {timeout_s} s"
+        if self.error is not None:
+            raise self.error
+
+
+def scripted(peer: Peer, script: Callable[[Peer], None]) -> Scripted:
+    """Run ``script`` as the server end of ``peer`` once a client connects."""
+    thread = Scripted(peer, script)
     thread.start()
     return thread
+
+
+def test_a_failing_peer_script_fails_the_test() -> None:
+    peer = Peer()
+
+    def script(p: Peer) -> None:
+        assert p.exact(3) == b"xyz", "the client sent something else"
+
+    thread = scripted(peer, script)
+    with socket.create_connection(peer.address, timeout=5) as client:
+        client.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nabc")
+        with pytest.raises(AssertionError, match="the client sent something else"):
+            thread.finish()
+    peer.sock.close()
+    peer.listener.close()
 
 
 def test_framing_continuation_padding_ping_settings_reset_and_goaway() -> None:
@@ -150,7 +186,7 @@ def test_framing_continuation_padding_ping_settings_reset_and_goaway() -> None:
     assert len(connects) == 2
     assert outcome == CLIENT and error == "gRPC UNAVAILABLE: tritonserver sent GOAWAY (HTTP/2 error 0) bye"
     for thread in threads:
-        thread.join(timeout=10)
+        thread.finish()
     conn.close()
     for peer in peers:
         peer.sock.close()
