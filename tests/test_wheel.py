@@ -67,7 +67,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "rmt/zoo/refused/warmup_bad/config.pbtxt", "rmt/report/templates/page.html.j2"} <= names
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-    site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    asked = "import sysconfig; print(sysconfig.get_paths()['purelib'])"  # the venv's own scheme (distributions differ)
+    site = Path(subprocess.run([str(venv / "bin/python"), "-c", asked], capture_output=True, text=True, check=True,
+                               timeout=60).stdout.strip())
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "rmt_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
     done = _run([str(venv / "bin/python"), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
