@@ -50,10 +50,16 @@ class WarmupExecutedCheck(Check):
                 traces[t.model].append(t)
         logged = warmup_lines(run.server_log)
         out = []
+        served = {w.model for w in run.windows}
         for model, config in sorted(warmed.items()):
             lines = [x for x in logged if x[0] == model or (x[0] is None and x[1].startswith(model))]
             if traces.get(model) or lines:
                 out.append(self._judge(model, config, traces.get(model, []), lines, bool(run.server_log), run))
+            elif model in served:
+                out.append(self.cannot_judge(model, f"{model}: no execution traces (the zoo's TRACE output) and no "
+                                             "verbose server log ('is running warmup sample' lines: --log-verbose 1)"
+                                             ": nothing shows its warmup ran; the warmup check judges its first "
+                                             "requests from outside"))
         return out or self.no_evidence("traces or a verbose server log of a model with model_warmup")
 
     def _judge(self, model: str, config: Any, traces: list[InstanceTrace], lines: list[tuple[str | None, str, str]],
@@ -100,9 +106,14 @@ class ReadinessCheck(Check):
             if e.event == "warmup_end":
                 ends[e.model] = max(ends.get(e.model, -math.inf), e.t_s)
         models = sorted(m for m in ends if m in run.readiness)
+        unknown = [self.cannot_judge(m, f"{m}: READY was polled but nothing says when its start-up work ended "
+                                     "(the zoo's rmt_warmup lines, taken from the server's log: an embedded server's "
+                                     "or --server-log FILE); the warmup check judges its first requests from outside")
+                   for m in sorted(set(run.readiness) - set(ends))]
         if not models:
-            return self.no_evidence("warmup_end events (events.jsonl) with readiness polls (readiness.jsonl)")
-        out = []
+            return unknown or self.no_evidence("warmup_end events (events.jsonl) with readiness polls "
+                                               "(readiness.jsonl)")
+        out = unknown
         for m in models:
             t, ready = run.readiness[m]
             first = np.flatnonzero(ready > 0)
@@ -192,6 +203,11 @@ class ReloadLimitCheck(Check):
                     ends.append(t.end_ns[keep])
             n = sum(len(s) for s in starts)
             limit = float(detail["max_concurrency"])
+            if not any(t.model == model for t in run.traces):
+                out.append(self.cannot_judge(f"{model} @ {t0:.0f}", f"{model}: no execution traces (the zoo's TRACE "
+                                             "output): per-execution concurrency after the reload cannot be seen; "
+                                             "the concurrency check judges Triton's counters"))
+                continue
             if not n:
                 out.append(self.verdict(model, math.nan, limit, f"{model}: no traced execution after the reload",
                                         {"reload_s": [t0, t1]}))
@@ -221,6 +237,11 @@ class CrossDeviceCheck(Check):
         by_device: dict[int, list[InstanceTrace]] = defaultdict(list)
         for t in run.traces:
             by_device[t.device].append(t)
+        if not by_device and run.windows:
+            return [self.cannot_judge(", ".join(sorted({w.model for w in run.windows})),
+                                      "no execution traces (the zoo's TRACE output with each execution's device): "
+                                      "Triton's counters are per model, not per device, so device independence "
+                                      "cannot be seen")]
         if len(by_device) < 2:
             return self.no_evidence("executions traced on two or more devices")
         profiles = {d: concurrency.profile(np.concatenate([t.start_ns for t in ts]),

@@ -13,16 +13,17 @@ reasons:
 - ``late_success``: on a ``REJECT`` level, a success slower than the effective timeout + ``slack``.
 
 Concurrency (Little's law): Δ``nv_inference_compute_infer_duration_us`` / Δt is the average number of requests in
-execution. Per model it must stay ≤ instances × requests one execution can hold; per rate-limiter resource,
-Σ models' concurrency × need ≤ the budget (models without a dynamic batcher only: a batched execution counts its
-duration once per request). Budgets come from the server's flags, or from ``budget`` to judge a run against a
-declared budget.
+execution. Per model it must stay ≤ instances × requests one execution can hold; per rate-limiter resource, Σ
+models' executions in flight × need ≤ the budget (a batched execution counts its duration once per request, so the
+request concurrency is scaled by Δ``nv_inference_exec_count``/Δrequests). Budgets come from the server's flags, or
+from ``budget`` to judge a run against a declared budget.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ from rmt.check.ratelimit import effective_budgets, parse_flags
 from rmt.core.modelconfig import queue_policy
 
 COMPUTE = "nv_inference_compute_infer_duration_us"
+EXECS = "nv_inference_exec_count"
+SUCCESS = "nv_inference_request_success"
 
 
 def parse_budget(value: Any) -> tuple[str, ...]:
@@ -187,31 +190,81 @@ class ConcurrencyCheck(Check):
         flags = list(self.values["budget"]) or (run.rate_limit_flags if run.rate_limiter_on else None)
         if flags is None:
             return []
-        budgets, _ = effective_budgets(run.models.values(), parse_flags(flags))
-        per_resource: dict[str, float] = defaultdict(float)
-        for (resource, _device), count in budgets.items():
-            per_resource[resource] += count
         out = []
-        for resource, budget in sorted(per_resource.items()):
-            users = {}
-            for model, lim in run.models.items():
-                needs = [n.count for ns in lim.needs.values() for n in ns if n.name == resource]
-                config = run.configs.get(model)
-                if needs and model in rates and config is not None and not config.HasField("dynamic_batching"):
-                    users[model] = max(needs)
-            if not users or budget <= 0:
-                continue
-            t = min((rates[m][0] for m in users), key=len)
-            held = np.zeros(len(t))
-            for m, need in users.items():
-                held += need * np.interp(t, rates[m][0], np.nan_to_num(rates[m][1]))
-            peak = float(held.max())
-            why = (f"{' + '.join(users)} held {peak:.2f} {resource} on average at peak (Δcompute time/Δt × need); "
-                   f"the budget is {budget:g}")
-            out.append(self.verdict(f"{resource} (rate limiter)", peak / budget, limit, why,
-                                    {"budget": budget, "needs": users, "peak_held": peak, "plot": _plot(t, held)},
-                                    status=PASS if peak <= budget * limit else FAIL))
+        for h in held_by_resource(run, flags, self.values["interval"]):
+            why = (f"{' + '.join(h.needs)} held {h.peak:.2f} {h.resource} on average at peak (Δcompute time/Δt per "
+                   f"execution × need); the budget is {h.budget:g}")
+            out.append(self.verdict(f"{h.resource} (rate limiter)", h.peak / h.budget, limit, why,
+                                    {"budget": h.budget, "needs": h.needs, "peak_held": h.peak,
+                                     "plot": _plot(h.t_s, h.held)},
+                                    status=PASS if h.peak <= h.budget * limit else FAIL))
         return out
+
+
+@dataclass(frozen=True)
+class Held:
+    """Average units of one rate-limiter resource held over time, from Triton's counters (Little's law)."""
+
+    resource: str
+    budget: float
+    """The budget summed over devices (Triton's counters are per model, not per device)."""
+    needs: dict[str, int]
+    """Model → units one of its executions holds."""
+    t_s: np.ndarray
+    held: np.ndarray
+
+    @property
+    def peak(self) -> float:
+        """The highest interval average."""
+        return float(self.held.max()) if len(self.held) else 0.0
+
+
+def execution_rates(run: RunInputs, interval_s: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Model → (interval start s, executions in flight on average): Δcompute_infer_duration/Δt is the requests in
+    execution; a batched execution counts its duration once per request, so it is scaled by Δexec_count/Δrequests
+    where both counters were sampled."""
+    by: dict[tuple[str, str], CounterSeries] = {(c.measure, c.model): c for c in run.counters}
+    out = {}
+    for (measure, model), c in by.items():
+        if measure != COMPUTE:
+            continue
+        t, per_s = interval_rate(c, interval_s)
+        if not len(t):
+            continue
+        conc = per_s / 1e6
+        execs, reqs = by.get((EXECS, model)), by.get((SUCCESS, model))
+        if execs is not None and reqs is not None:
+            te, e = interval_rate(execs, interval_s)
+            tr, r = interval_rate(reqs, interval_s)
+            if len(te) and len(tr):
+                e_at, r_at = np.interp(t, te, np.nan_to_num(e)), np.interp(t, tr, np.nan_to_num(r))
+                conc = conc * np.where(r_at > 0, np.minimum(1.0, e_at / np.where(r_at > 0, r_at, 1.0)), 1.0)
+        out[model] = (t, conc)
+    return out
+
+
+def held_by_resource(run: RunInputs, flags: list[str], interval_s: float) -> list[Held]:
+    """Per rate-limiter resource with counted users: Σ models' executions in flight × need, per interval."""
+    budgets, _ = effective_budgets(run.models.values(), parse_flags(flags))
+    per_resource: dict[str, float] = defaultdict(float)
+    for (resource, _device), count in budgets.items():
+        per_resource[resource] += count
+    rates = execution_rates(run, interval_s)
+    out = []
+    for resource, budget in sorted(per_resource.items()):
+        users = {}
+        for model, lim in run.models.items():
+            needs = [n.count for ns in lim.needs.values() for n in ns if n.name == resource]
+            if needs and model in rates:
+                users[model] = max(needs)
+        if not users or budget <= 0:
+            continue
+        t = min((rates[m][0] for m in users), key=len)
+        held = np.zeros(len(t))
+        for m, need in users.items():
+            held += need * np.interp(t, rates[m][0], np.nan_to_num(rates[m][1]))
+        out.append(Held(resource, budget, users, t, held))
+    return out
 
 
 def _plot(t: np.ndarray, y: np.ndarray, points: int = 200) -> list[list[float]]:

@@ -12,7 +12,7 @@ from rmt.check import concurrency, fairness, latency
 from rmt.check.base import FAIL, PASS, Check, Param, Verdict
 from rmt.check.data import InstanceTrace, RunInputs, StreamWindows
 from rmt.check.quantity import parse_duration, parse_number
-from rmt.check.queue_checks import budget_param
+from rmt.check.queue_checks import budget_param, held_by_resource
 from rmt.check.ratelimit import Contention, contention, effective_budgets, parse_flags
 
 UNSERVED = ("timeout", "rejected")
@@ -45,7 +45,8 @@ def _model_weight(run: RunInputs, model: str) -> float:
 
 
 class RateLimitCheck(Check):
-    """(a) From probe traces: resources held by executing instances never exceed the budget, per device."""
+    """Resources held by executing instances never exceed the budget: at every instant per device from execution
+    traces (the zoo's ``TRACE``), else on average per interval from Triton's counters (any model)."""
 
     name = "rate_limit"
     summary = "resources held by executing instances at any instant vs the rate-limiter budget"
@@ -53,7 +54,12 @@ class RateLimitCheck(Check):
     unit = "count"
     params = (Param("tolerance", 0, _nonneg, "resource units above the budget still tolerated"),
               budget_param("budget to judge against (NAME:COUNT[:DEVICE] …) even without the server's rate "
-                           "limiter; default: the server's flags"))
+                           "limiter; default: the server's flags"),
+              Param("interval", "1s", parse_duration,
+                    "without execution traces: the interval Triton's counters are averaged over"),
+              Param("counter_tolerance", 0.1, _nonneg,
+                    "without execution traces: share above the budget an interval average may reach (sampling "
+                    "jitter of the counters)"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per (resource, device) that traced instances hold."""
@@ -68,8 +74,30 @@ class RateLimitCheck(Check):
             for need in limits.needs.get(trace.instance, ()) if limits else ():
                 held[(need.name, None if need.global_ else trace.device)].append((trace, need.count))
         if not held:
-            return self.no_evidence("probe traces of instances that hold rate-limiter resources")
+            return self._from_counters(run, declared or run.rate_limit_flags)
         return [self._judge(key, held[key], budgets.get(key, 0)) for key in sorted(held, key=str)]
+
+    def _from_counters(self, run: RunInputs, flags: list[str]) -> list[Verdict]:
+        """Without execution traces: the average units held per interval from Triton's counters (Little's law), which
+        a limiter that works never lets exceed the budget; a momentary excess inside an interval cannot be seen."""
+        users = sorted({w.model for w in run.windows if run.models.get(w.model) is not None
+                        and any(run.models[w.model].needs.values())})
+        found = held_by_resource(run, flags, self.values["interval"])
+        if not found:
+            if not users:
+                return self.no_evidence("traffic to models whose instances hold rate-limiter resources")
+            return [self.cannot_judge(", ".join(users), "no execution traces (the zoo's TRACE output) and no "
+                                      "nv_inference_compute_infer_duration_us samples of these models (the "
+                                      "collector's triton_metrics source): resources held cannot be seen")]
+        out = []
+        for h in found:
+            limit = h.budget * (1 + self.values["counter_tolerance"])
+            out.append(self.verdict(f"{h.resource} (Triton counters)", h.peak, limit,
+                                    f"{' + '.join(h.needs)} held {h.peak:.2f} {h.resource} on average at peak over "
+                                    f"{self.values['interval']:g} s (no execution traces: Δcompute time/Δt per "
+                                    f"execution × need, from Triton's counters); the budget is {h.budget:g}",
+                                    {"budget": h.budget, "needs": h.needs, "source": "triton counters"}))
+        return out
 
     def _judge(self, key: tuple[str, int | None], holders: list[tuple[InstanceTrace, int]], budget: int) -> Verdict:
         resource, device = key

@@ -154,5 +154,12 @@ class GraphReplayCheck(Check):
                                     {"modes": {s: dict(m) for s, m in sorted(modes.items())}, "eager": eager,
                                      "captured": captured, "configured": configured, "unseen": unseen,
                                      "warmup_executions": sum(1 for e in execs if e["warmup"])}))
+        served_models = {w.model for w in run.windows}
+        for model in sorted(m for m, c in run.configs.items() if m in served_models and m not in by_model
+                            and configured_graph_shapes(c)):
+            out.append(self.cannot_judge(model, f"{model}: CUDA graphs are configured but the model reports no graph "
+                                         "use (the zoo's rmt_graph lines): whether an execution replayed a graph "
+                                         "cannot be seen from outside; shape_warmup judges each shape's first "
+                                         "requests"))
         return out or self.no_evidence("rmt_graph lines in model_lines.log or tritonserver.log "
                                        "(a model that reports graph replay)")

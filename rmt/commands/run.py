@@ -8,7 +8,9 @@ passed, 3 one failed, 2 usage error, 1 tool error; with ``--expected``, 0 when e
 expectation (planted defects FAIL on purpose), 3 otherwise.
 
 With ``--host``, the server flags given (``--model-repository``, ``--rate-limit-resource``, ``--model-control-mode``)
-describe that server to the checks (rmt cannot read a server's flags back); the model configs come from the server.
+describe that server to the checks (rmt cannot read a server's flags back); the model configs come from the server,
+and ``--server-log FILE`` (the log of a server on this host, e.g. ``rmt server start --server-log FILE``) gives the
+models' own log lines.
 
 Scenarios: memory_growth, fragmentation, rate_limit, fairness, priority, warmup, reconfig, cross_device,
 cross_device_global, campaign
@@ -58,6 +60,7 @@ def cmd_run(args: Any) -> int:
                                         "model_repository": args.model_repository or ZOO_REPOSITORY})
     flags = {name for name, given in (("model_repository", repository_given),
                                       ("rate_limit_resources", args.rate_limit_resource),
+                                      ("log_path", args.server_log is not None),
                                       ("model_control_mode", args.model_control_mode != "none"),
                                       ("load_models", args.load_model)) if given}
     models = [m.strip() for m in (args.models or "").split(",") if m.strip()] if args.models is not None else []

@@ -225,9 +225,10 @@ class Orchestrator:
                                                                   "options": self._declared()})
         rd.close()
         self.say(f"[{definition.name}] {definition.description}")
-        log_from = _log_size(server)
+        log = _log_of(server, self.request.server.log_path if "log_path" in self.request.server_flags else None)
+        log_from = _log_size(log)
         code = self._locust(definition, run_dir, host, server)
-        _copy_log(server, log_from, run_dir)
+        _copy_log(log, log_from, run_dir, bool(server.options.log_verbose) if server is not None else False)
         if code == 2:
             raise ConfigError(self._locust_error(run_dir) or f"locust refused the scenario: see {run_dir / LOCUST_LOG}")
         if code not in (0, 3):
@@ -351,23 +352,26 @@ class Orchestrator:
         return 0
 
 
-def _log_size(server: EmbeddedServer | None) -> int:
-    """Bytes the embedded server's log holds now (0 without one)."""
-    path = server.log_path if server is not None else None
+def _log_of(server: EmbeddedServer | None, declared: Path | None) -> Path | None:
+    """The server's log file: the embedded server's, or the one ``--server-log`` names for a server on this host."""
+    return server.log_path if server is not None else declared
+
+
+def _log_size(path: Path | None) -> int:
+    """Bytes the server's log holds now (0 without one)."""
     return path.stat().st_size if path is not None and path.exists() else 0
 
 
-def _copy_log(server: EmbeddedServer | None, start: int, run_dir: Path) -> None:
-    """The embedded server's log written since byte ``start``, into the run directory: whole as ``SERVER_LOG``
-    when the server logs verbosely (the checkers take it for Triton's warmup lines), and the zoo models' own
-    ``rmt_*`` lines always as ``MODEL_LINES`` (warmup ends for the readiness check)."""
-    path = server.log_path if server is not None else None
-    if server is None or path is None or not path.exists():
+def _copy_log(path: Path | None, start: int, run_dir: Path, verbose: bool) -> None:
+    """The server's log written since byte ``start``, into the run directory: whole as ``SERVER_LOG`` when the
+    server logs verbosely (the checkers take it for Triton's warmup lines), and the zoo models' own ``rmt_*`` lines
+    always as ``MODEL_LINES`` (warmup ends for the readiness check)."""
+    if path is None or not path.exists():
         return
     with path.open("rb") as src:
         src.seek(start)
         text = src.read()
-    if server.options.log_verbose and not (run_dir / SERVER_LOG).exists():
+    if verbose and not (run_dir / SERVER_LOG).exists():
         (run_dir / SERVER_LOG).write_bytes(text)
     lines = [line for line in text.splitlines(keepends=True) if b"rmt_" in line]
     if lines:
