@@ -23,7 +23,7 @@ from rmt.check.queue_checks import ConcurrencyCheck, QueuePolicyCheck
 from rmt.check.ratelimit import repository_limits
 from rmt.check.records import control_events, warmup_lines
 from rmt.check.sched_checks import RateLimitCheck
-from rmt.check.synthetic import instance_trace, memory_series
+from rmt.check.synthetic import instance_trace, memory_series, windows
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import MULTI_GPU_REPOSITORY, ZOO_REPOSITORY
 
@@ -158,6 +158,25 @@ def test_blackbox_concurrency_against_instances_and_budget() -> None:
     assert res.status == FAIL and res.evidence["peak_held"] == pytest.approx(2 * 3.7, rel=0.01)
     over = RunInputs(counters=[_counter("rl_high", 3.0)], **base)
     assert [v.status for v in ConcurrencyCheck().evaluate(over)] == [FAIL]
+
+
+def test_rate_limit_without_traces_judges_triton_counters_or_says_it_cannot() -> None:
+    base: dict[str, Any] = {"configs": configs("rl_high", "rl_low"), "models": repository_limits(ZOO),
+                            "rate_limiter_on": True, "rate_limit_flags": ["R1:2"]}
+    traffic = [windows("h", "rl_high", seconds=20, rate_per_s=50), windows("l", "rl_low", seconds=20, rate_per_s=25)]
+    ok = RunInputs(counters=[_counter("rl_high", 0.6), _counter("rl_low", 0.3)], windows=traffic, **base)
+    (v,) = RateLimitCheck().run(ok)
+    assert (v.subject, v.status) == ("R1 (Triton counters)", PASS) and v.measured == pytest.approx(1.8, rel=0.01)
+    over = RunInputs(counters=[_counter("rl_high", 1.0), _counter("rl_low", 0.5)], windows=traffic, **base)
+    assert statuses(RateLimitCheck(), over) == [FAIL]  # 2×1.0 + 2×0.5 = 3 units held on average, budget 2
+    # batched executions: the compute time counts once per request, exec_count/requests brings it back
+    t = np.arange(0, 20, 0.1)
+    batched = [_counter("rl_high", 4.0), CounterSeries("nv_inference_exec_count", "rl_high", t, t * 100.0),
+               CounterSeries("nv_inference_request_success", "rl_high", t, t * 400.0)]
+    assert statuses(RateLimitCheck(), RunInputs(counters=batched, windows=traffic, **base)) == [PASS]
+    # neither traces nor counters: the models had traffic, the check says it cannot judge them, even when required
+    (blind,) = RateLimitCheck(required=True).run(RunInputs(windows=traffic, **base))
+    assert blind.status == SKIP and blind.undecided and "rl_high, rl_low" in blind.subject
 
 
 def test_rate_limit_budget_judges_a_run_without_the_limiter() -> None:
