@@ -7,6 +7,7 @@ import pytest
 
 from rmt.check.base import FAIL, PASS, SKIP, Check
 from rmt.check.data import RunInputs, StreamWindows
+from rmt.check.lifecycle_checks import WarmupCheck
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
 from rmt.check.ratelimit import repository_limits
 from rmt.check.sched_checks import (
@@ -14,7 +15,6 @@ from rmt.check.sched_checks import (
     PriorityCheck,
     RateLimitCheck,
     StarvationCheck,
-    WarmupCheck,
     WeightsCheck,
 )
 from rmt.check.synthetic import instance_trace, memory_series, windows
@@ -207,7 +207,23 @@ def test_warmup_cold_start_fails_passes_on_warmed_twin() -> None:
     warm = RunInputs(windows=[windows("w", "cold_start_warmed", seconds=10, rate_per_s=5, first_us=[2_500.0])])
     (v,) = WarmupCheck().evaluate(cold)
     assert v.status == FAIL and v.measured is not None and v.measured > 100
+    assert v.evidence["steady_windows"] == 0 and "steady p99" in v.explanation  # no window maxima: the p99
     assert statuses(WarmupCheck(), warm) == [PASS]
+
+
+def test_warmup_compares_the_first_window_with_typical_steady_windows() -> None:
+    """A contended model (rate-limited: replies of 1 ms to 100 ms) has a 100 ms slowest reply every second: its first
+    window's 108 ms is no cold start, though 4x its p50; 800 ms is."""
+    def run(first_ms: float) -> RunInputs:
+        w = windows("h", "rl_high", seconds=12, rate_per_s=50, latency_us=28_000, first_us=[first_ms * 1000])
+        w.latency_max_us = np.random.default_rng(5).uniform(80_000, 120_000, 12)
+        return RunInputs(windows=[w])
+    (busy,) = WarmupCheck().evaluate(run(108))
+    assert busy.status == PASS and busy.measured is not None and busy.measured < 1.5
+    assert busy.evidence["steady_windows"] == 9 and busy.evidence["steady_p50_us"] < 30_000
+    (cold,) = WarmupCheck().evaluate(run(900))
+    assert cold.status == FAIL and cold.measured is not None and cold.measured > 7
+    assert statuses(WarmupCheck({"min_excess": "900ms"}), run(900)) == [PASS]  # the excess bound decides too
 
 
 @pytest.mark.parametrize("cls", [LeakCheck, PoolGrowthCheck, RateLimitCheck, FairnessCheck, StarvationCheck,

@@ -1,4 +1,8 @@
-"""Model-lifecycle checks: warmup executed per instance, readiness gating, reloads under load, cross-device.
+"""Model-lifecycle checks: cold start after READY, warmup executed per instance, readiness gating, reloads under load,
+cross-device.
+
+- ``warmup``: the slowest reply of a model's first window after READY against the slowest reply of a typical steady
+  window (black-box: rmt's own timings).
 
 - ``warmup_executed``: for every model with ``model_warmup``, each traced instance's executions prove the warmup ran
   (the first traced execution's ``exec_index`` ≥ the warmup executions the config asks for; no traced request paid a
@@ -20,11 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from rmt.check import concurrency
+from rmt.check import concurrency, latency
 from rmt.check.base import FAIL, PASS, Check, Param, Verdict
-from rmt.check.data import InstanceTrace, ModelEvent, RunInputs
+from rmt.check.data import InstanceTrace, ModelEvent, RunInputs, StreamWindows
 from rmt.check.quantity import parse_duration, parse_number
 from rmt.check.records import warmup_lines
+
+
+def _positive(value: Any) -> float:
+    return parse_number(value, inclusive_low=False)
 
 
 def warmup_executions(config: Any) -> int:
@@ -275,3 +283,70 @@ class CrossDeviceCheck(Check):
                                          "saturated_s": saturated_s[a]},
                                         status=PASS if ratio >= self.values["min_ratio"] else FAIL))
         return out or self.no_evidence("a saturated device beside a busy one")
+
+
+class WarmupCheck(Check):
+    """Cold start: the slowest reply of a model's first window after READY vs the slowest reply of a typical steady
+    window (the median of the steady windows' maxima: the same statistic, so a busy or contended model whose every
+    second holds a slow reply is not a cold start); the steady p99 stands in where windows carry no maximum."""
+
+    name = "warmup"
+    summary = "slowest first reply after READY / slowest reply of a typical steady window, per model"
+    measure = "cold_start_ratio"
+    params = (Param("max_cold_ratio", 3.0, _positive,
+                    "largest tolerated first-window max / median steady-window max"),
+              Param("min_excess", "50ms", parse_duration,
+                    "a first reply at most this much slower than a typical steady window's slowest passes whatever "
+                    "the ratio (a scheduling hiccup is not a cold start)"))
+
+    def evaluate(self, run: RunInputs) -> list[Verdict]:
+        """One verdict per model with first-request latencies and a steady state."""
+        by_model: dict[str, list[StreamWindows]] = defaultdict(list)
+        for w in run.windows:
+            by_model[w.model].append(w)
+        models = sorted(m for m, ws in by_model.items() if any(w.latency_first_us is not None
+                                                               and len(w.latency_first_us) for w in ws)
+                        and any(w.latency_steady is not None for w in ws))
+        if not models:
+            return self.no_evidence("first-request latencies with a steady-state latency histogram")
+        return [self._judge(m, by_model[m]) for m in models]
+
+    def _judge(self, model: str, streams: list[StreamWindows]) -> Verdict:
+        firsts = np.concatenate([np.asarray(w.latency_first_us, dtype=float) for w in streams
+                                 if w.latency_first_us is not None])
+        hist = latency.merged(w.latency_steady for w in streams)
+        maxima = np.concatenate([steady_maxima(w) for w in streams])
+        p50, p99 = latency.percentile_us(hist, 50), latency.percentile_us(hist, 99)
+        reference, basis = ((float(np.median(maxima)), f"a typical steady window's slowest reply ({len(maxima)} "
+                             "windows)") if len(maxima) >= MIN_STEADY_WINDOWS else (p99, "the steady p99"))
+        first = float(np.max(firsts))
+        ratio = first / reference if reference > 0 else math.nan
+        excess_us = first - reference
+        status = FAIL if math.isnan(ratio) or (ratio > self.values["max_cold_ratio"]
+                                               and excess_us > self.values["min_excess"] * 1e6) else PASS
+        return self.verdict(model, ratio, self.values["max_cold_ratio"],
+                            f"slowest first reply {first / 1000:.2f} ms vs {basis} {reference / 1000:.2f} ms: "
+                            f"{ratio:.1f}× (steady p50 {p50 / 1000:.2f} ms)",
+                            {"first_us": firsts.tolist()[:32], "reference_us": reference, "steady_p50_us": p50,
+                             "steady_p99_us": p99, "excess_us": excess_us, "steady_windows": len(maxima)},
+                            status=status)
+
+
+MIN_STEADY_WINDOWS = 3
+"""Steady windows with a slowest reply needed before their median is the warmup check's reference."""
+
+
+def steady_maxima(w: StreamWindows) -> np.ndarray:
+    """The slowest reply of each steady window of a stream: past its first :data:`STEADY_SHARE` of windows (and at
+    least its first window), outside a ``warmup`` phase, where the window had a reply."""
+    if w.latency_max_us is None or not len(w.latency_max_us):
+        return np.zeros(0)
+    mx = np.asarray(w.latency_max_us, dtype=float)
+    keep = np.arange(len(mx)) >= max(1, math.ceil(STEADY_SHARE * len(mx)))
+    if w.phase is not None:
+        keep &= np.asarray(w.phase) != "warmup"
+    return mx[keep & np.isfinite(mx)]
+
+
+STEADY_SHARE = 0.2
+"""Share of a stream's windows before its steady state (as the steady histogram's short-run rule)."""

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from rmt.check import concurrency, fairness, latency
-from rmt.check.base import FAIL, PASS, Check, Param, Verdict
+from rmt.check.base import Check, Param, Verdict
 from rmt.check.data import InstanceTrace, RunInputs, StreamWindows
 from rmt.check.quantity import parse_duration, parse_number
 from rmt.check.queue_checks import budget_param, held_by_resource
@@ -345,43 +345,3 @@ class PriorityCheck(Check):
                             f"priority {high} p99 {p99h / 1000:.2f} ms vs priority {low} p99 {p99l / 1000:.2f} ms",
                             {"p99_us": {str(high): p99h, str(low): p99l},
                              "requests": {str(high): h.get_total_count(), str(low): lo.get_total_count()}, **counts})
-
-
-class WarmupCheck(Check):
-    """Cold start: the slowest of the first requests after READY vs the steady-state median."""
-
-    name = "warmup"
-    summary = "first requests after READY / steady-state p50 latency, per model"
-    measure = "cold_start_ratio"
-    params = (Param("max_cold_ratio", 3.0, _positive, "largest tolerated first-request / steady p50 ratio"),
-              Param("min_excess", "50ms", parse_duration,
-                    "a first request at most this much slower than the steady p50 passes whatever the ratio "
-                    "(sub-ms models: a scheduling hiccup is not a cold start)"))
-
-    def evaluate(self, run: RunInputs) -> list[Verdict]:
-        """One verdict per model with first-request latencies and a steady-state histogram."""
-        first: dict[str, list[np.ndarray]] = defaultdict(list)
-        steady: dict[str, list[Any]] = defaultdict(list)
-        for w in run.windows:
-            if w.latency_first_us is not None and len(w.latency_first_us):
-                first[w.model].append(np.asarray(w.latency_first_us, dtype=float))
-            if w.latency_steady is not None:
-                steady[w.model].append(w.latency_steady)
-        models = sorted(m for m in first if m in steady)
-        if not models:
-            return self.no_evidence("first-request latencies with a steady-state latency histogram")
-        out = []
-        for m in models:
-            firsts = np.concatenate(first[m])
-            hist = latency.merged(steady[m])
-            ratio = latency.cold_ratio(firsts, hist)
-            p50 = latency.percentile_us(hist, 50)
-            excess_us = float(np.max(firsts)) - p50
-            status = FAIL if math.isnan(ratio) or (ratio > self.values["max_cold_ratio"]
-                                                   and excess_us > self.values["min_excess"] * 1e6) else PASS
-            out.append(self.verdict(m, ratio, self.values["max_cold_ratio"],
-                                    f"slowest first request {np.max(firsts) / 1000:.2f} ms vs steady p50 "
-                                    f"{p50 / 1000:.2f} ms: {ratio:.1f}×",
-                                    {"first_us": firsts.tolist()[:32], "steady_p50_us": p50,
-                                     "excess_us": excess_us}, status=status))
-        return out

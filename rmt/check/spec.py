@@ -25,6 +25,7 @@ from rmt.check.lifecycle_checks import (
     ReadinessCheck,
     ReloadCheck,
     ReloadLimitCheck,
+    WarmupCheck,
     WarmupExecutedCheck,
 )
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
@@ -34,7 +35,6 @@ from rmt.check.sched_checks import (
     PriorityCheck,
     RateLimitCheck,
     StarvationCheck,
-    WarmupCheck,
     WeightsCheck,
 )
 from rmt.check.shape_checks import GraphReplayCheck, ShapeWarmupCheck

@@ -12,8 +12,8 @@ describe that server to the checks (rmt cannot read a server's flags back); the 
 and ``--server-log FILE`` (the log of a server on this host, e.g. ``rmt server start --server-log FILE``) gives the
 models' own log lines.
 
-Scenarios: memory_growth, fragmentation, rate_limit, fairness, priority, warmup, reconfig, cross_device,
-cross_device_global, campaign
+Scenarios: memory_growth, fragmentation, rate_limit, weights_plenty, fairness, priority, priority_starvation,
+warmup, reconfig, cross_device, cross_device_global, campaign
 (``rmt/scenarios/<name>.json``), or a definition file path. ``--models a,b`` points any scenario at your own models
 (inputs from each model's config).
 """
