@@ -69,8 +69,9 @@ def test_every_check_judges_black_box_models_or_says_it_cannot(tmp_path: Path) -
     (held,) = by_check["rate_limit"]
     assert held.subject == "R1 (Triton counters)" and held.status == PASS, held.explanation
     assert 0.3 < held.measured <= 2.2 and held.evidence["needs"] == {"bb_high": 2, "bb_low": 2}
-    (weights,) = by_check["weights"]  # contended (8 R1 wanted, budget 2), configs from the server's answers
-    assert weights.evidence["expected_ratio"] == 2.0 and weights.status == PASS, weights.explanation
+    (weights,) = by_check["weights"]  # contended (4 instances asking R1:2, budget 2): the weights decide
+    assert weights.evidence["expected_ratio"] == 2.0 and weights.evidence["contention"][0]["wanted"] == 8, \
+        weights.explanation
     # the check table is complete: every check of the registry is classified in the README
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name in CHECKS:
