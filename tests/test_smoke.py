@@ -20,18 +20,20 @@ def _rows(table: str) -> dict[str, list[str]]:
 
 
 def test_smoke_table_shows_leak_and_cold_start(tmp_path: Path) -> None:
-    repo = zoo_subset(tmp_path / "repo", ["leak_host", "leak_host_healthy", "cold_start", "cold_start_warmed"])
+    repo = zoo_subset(tmp_path / "repo", ["leak_host", "leak_host_healthy", "cold_start", "cold_start_warmed",
+                                          "stream_cold_start"])
     out = subprocess.run([*RMT, "smoke", "--requests", "40", "--model-repository", str(repo)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert re.match(r"^ready http=127\.0\.0\.1:\d+ ", out.stdout)
     rows = _rows(out.stdout)
-    assert set(rows) == {"leak_host", "leak_host_healthy", "cold_start", "cold_start_warmed"}
+    assert set(rows) == {"leak_host", "leak_host_healthy", "cold_start", "cold_start_warmed", "stream_cold_start"}
     assert all(r[1] == "READY" and r[2] == "40/40" for r in rows.values()), rows
     assert float(rows["leak_host"][6]) >= 30, "40 requests x 1 MiB kept"
     assert float(rows["leak_host_healthy"][6]) < 10
     assert float(rows["cold_start"][3]) >= 750, "first request paid the 800 ms cold start"
     assert float(rows["cold_start_warmed"][3]) < 300
+    assert float(rows["stream_cold_start"][3]) >= 750, "a decoupled model streamed to: its first stream paid it"
 
 
 def test_smoke_against_unreachable_url_is_one_line_error() -> None:

@@ -2,13 +2,15 @@
 
 Per model: requests that succeeded, the first request's latency (a cold start shows here), median and p99 of the
 rest, and how much the model's python-backend stubs grew (RSS) after each instance's first request (which pays
-one-time imports) — a leaking zoo model stands out at once.
+one-time imports) — a leaking zoo model stands out at once. A decoupled model is sent streaming requests
+(``generate_stream``): one succeeded when its final response came.
 Exit code 0 when every model is READY and every request succeeded, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from rmt.commands.server import add_server_arguments, options_from_args
 from rmt.core.errors import SourceUnavailable
 from rmt.core.modelconfig import config_from_json, example_inputs, input_specs
 from rmt.core.procs import stub_rss_bytes
+from rmt.load.streamwire import SseConnection, sse_head
 from rmt.server import EmbeddedServer
 
 MIB = 1024 * 1024
@@ -52,8 +55,9 @@ def _model_rss(server_pid: int | None) -> dict[str, int]:
     return totals
 
 
-def smoke_model(client: Any, name: str, requests: int, server_pid: int | None) -> ModelSmoke:
-    """Send ``requests`` sequential inferences with inputs derived from the model's config."""
+def smoke_model(client: Any, name: str, requests: int, server_pid: int | None, url: str = "") -> ModelSmoke:
+    """Send ``requests`` sequential inferences with inputs derived from the model's config (``url``: the HTTP
+    host:port, for streaming requests to a decoupled model)."""
     result = ModelSmoke(name, "READY")
     config = config_from_json(client.get_model_config(name))
     arrays = example_inputs(config)
@@ -66,10 +70,14 @@ def smoke_model(client: Any, name: str, requests: int, server_pid: int | None) -
     hist = HdrHistogram(1, 60_000_000, 3)
     instances = max(1, sum(g.count or 1 for g in config.instance_group))
     before: int | None = None
+    stream = _streamer(url, name, config, arrays) if config.model_transaction_policy.decoupled else None
     for i in range(requests):
         start = time.perf_counter_ns()
         try:
-            client.infer(name, inputs)
+            if stream is None:
+                client.infer(name, inputs)
+            else:
+                stream()
             result.ok += 1
         except InferenceServerException as exc:
             result.error = result.error or str(exc.message())
@@ -107,6 +115,22 @@ def format_table(rows: list[ModelSmoke]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
+def _streamer(url: str, name: str, config: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """A callable sending one ``generate_stream`` request to decoupled model ``name`` at ``url`` (host:port of
+    HTTP); it raises InferenceServerException when the request failed or never got its final response."""
+    host, _, port = url.split("://")[-1].rpartition(":")
+    rows = {k: (v[0] if config.max_batch_size > 0 else v).ravel().tolist() for k, v in arrays.items()}
+    body = json.dumps(rows).encode()
+    conn = SseConnection(host, int(port), 60)
+    head = sse_head(f"{host}:{port}", name, len(body))
+
+    def send() -> None:
+        result = conn.stream((head, body))
+        if result.outcome or not result.final:
+            raise InferenceServerException(result.error or "the stream ended without its final response")
+    return send
+
+
 def run_smoke(url: str, requests: int, server_pid: int | None) -> list[ModelSmoke]:
     """Smoke every model in the server's repository index."""
     client = httpclient.InferenceServerClient(url, connection_timeout=10, network_timeout=60)
@@ -120,7 +144,7 @@ def run_smoke(url: str, requests: int, server_pid: int | None) -> list[ModelSmok
         if state != "READY":
             rows.append(ModelSmoke(entry["name"], state, error=entry.get("reason", "")))
             continue
-        rows.append(smoke_model(client, entry["name"], requests, server_pid))
+        rows.append(smoke_model(client, entry["name"], requests, server_pid, url))
     client.close()
     return rows
 
