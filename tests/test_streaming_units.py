@@ -157,6 +157,7 @@ def test_first_response_judges_p99_per_model_and_priority() -> None:
     verdicts = {v.subject: v for v in FirstResponseCheck({"p99_ms": 100}).run(RunInputs(windows=[fast, slow]))}
     assert verdicts["m/p1"].status == PASS and verdicts["m/p2"].status == FAIL
     assert verdicts["m/p2"].measured == pytest.approx(400_000, rel=0.01)
+    assert [v.subject for v in FirstResponseCheck({"models": "x*, y"}).run(RunInputs(windows=[fast]))] == ["-"]
     few = _streaming("m", "complete", 0.0)
     few.latency_steady = histogram_of([1000.0] * 5)
     (verdict,) = FirstResponseCheck().run(RunInputs(windows=[few]))

@@ -7,6 +7,7 @@ responses of the completed ones — black-box evidence that holds for any decoup
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections import defaultdict
 
@@ -38,13 +39,16 @@ class FirstResponseCheck(Check):
               "SLO: largest tolerated p99 time to first response, ms"),
         Param("min_requests", 20, lambda v: parse_number(v, low=1.0),
               "fewer first responses than this (after warm-up) leave the subject undecided"),
+        Param("models", "*", lambda v: tuple(g.strip() for g in str(v).split(",") if g.strip()) or ("*",),
+              "comma-separated globs of the models held to the SLO"),
     )
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per (model, priority) with streaming requests."""
         groups: dict[tuple[str, int | None], list[StreamWindows]] = defaultdict(list)
         for w in _streaming(run):
-            groups[(w.model, w.priority)].append(w)
+            if any(fnmatch.fnmatchcase(w.model, g) for g in self.values["models"]):
+                groups[(w.model, w.priority)].append(w)
         if not groups:
             return self.no_evidence("streaming requests (a pattern with a \"stream\" section)")
         out = []
