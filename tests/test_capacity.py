@@ -159,8 +159,8 @@ def test_sweep_with_two_workers_moves_both_workers_through_the_steps_together(tm
     rate is split between them), so the saturation is the same as with one process.
 
     The verdict on ``all`` is not asserted: with two workers a step's achieved rate came out once at 88 % of the
-    offered one (26.5 of 30 req/s), under the 90 % that ``all`` needs to be sustainable (see the closing note of
-    session 3); the stream's own verdict does not compare with the offered rate."""
+    offered one (26.5 of 30 req/s), under the 90 % that ``all`` needs to be sustainable; the stream's own verdict does
+    not compare with the offered rate."""
     out, done = sweep(tmp_path, "workers", 1, "--workers", "2")
     assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-2000:]
     expected = 1 / SERVICE_S

@@ -1,4 +1,5 @@
-"""The checks added for issue 5's rest: each FAILS on a planted defect and PASSES on its healthy twin (synthetic)."""
+"""Queue, concurrency, rate-limit, warmup, readiness and reload checks: each FAILS on a planted defect and PASSES on
+its healthy twin (synthetic)."""
 
 from __future__ import annotations
 

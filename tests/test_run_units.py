@@ -23,7 +23,7 @@ SCENARIOS = ["memory_growth", "fragmentation", "rate_limit", "weights_plenty", "
 
 
 def test_catalogue_is_complete_and_every_scenario_parses() -> None:
-    assert set(available()) == {*SCENARIOS, "campaign", "capacity"}  # capacity: issue 9, run by rmt capacity
+    assert set(available()) == {*SCENARIOS, "campaign", "capacity"}  # capacity is run by rmt capacity
     for name in SCENARIOS:
         d = load_definition(name)
         assert d.locustfile.exists(), name

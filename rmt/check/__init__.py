@@ -1,1 +1,1 @@
-"""Post-run verdicts computed offline from a run directory (filled by the checkers issue)."""
+"""Post-run verdicts computed offline from a run directory (:func:`rmt.check.api.evaluate`, ``rmt check``)."""

@@ -115,7 +115,7 @@ class Check(ABC):
 
     def run(self, run: RunInputs) -> list[Verdict]:
         """:meth:`evaluate`, plus a FAIL when the check was required but every subject was skipped for want of data
-        (an undecided subject is an answer: the check says it cannot judge it, which no longer run would change)."""
+        (an undecided subject is an answer: the check says it cannot judge it, which a longer run would not change)."""
         verdicts = self.evaluate(run)
         if self.required and not any(v.status in (PASS, FAIL) or v.undecided for v in verdicts):
             verdicts += self.no_evidence("subject with enough data", f"every subject was skipped, but {self.name} "

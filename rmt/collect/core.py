@@ -4,8 +4,9 @@ Every source is read on the same schedule (tick k at ``start + k * interval``, m
 wakes once per tick for the ``inline`` sources (reads that cannot block and take well under a millisecond: the
 ``process`` tick and ``shm``) and the ``split`` ones (an HTTP GET: Triton's metrics): it sends the split sources'
 requests first, reads the inline sources meanwhile, then takes each answer that has arrived; an answer still on its
-way is taken at the next tick's wake-up, so waiting for a server never costs a wake-up of its own (on the benchmark
-VM a wake-up costs about 0.1 ms of CPU, 0.1 % of a core at 10 Hz) and a hung server never delays the other sources.
+way is taken at the next tick's wake-up, so waiting for a server never costs a wake-up of its own (a thread's wake-up
+is a measurable share of the collector's CPU at 10 Hz: docs/benchmarks.md) and a hung server never delays the other
+sources.
 Every other source (NVML) reads in a thread of its own. A source with an ``every_s`` longer than the interval
 (Triton's metrics, by default: see :class:`~rmt.collect.sidecar.SidecarOptions`) is read at every n-th tick only
 (``tick`` a multiple of n): its records have that resolution, none are invented in between.

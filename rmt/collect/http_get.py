@@ -216,8 +216,8 @@ class HttpGetter:
     """GET over a kept-alive connection per ``host:port``; any failure raises SourceUnavailable with the reason.
 
     A minimal HTTP/1.1 client on a plain socket (GET only; ``Content-Length``, chunked or read-to-close bodies):
-    ``http.client`` parses every response's headers with the ``email`` package, which made a GET of Triton's 15 kB
-    metrics page cost four times the socket I/O (about 0.4 ms of CPU per tick on the benchmark machine).
+    ``http.client`` parses every response's headers with the ``email`` package, which costs a GET of Triton's metrics
+    page several times its socket I/O (docs/benchmarks.md).
     Connections are non-blocking (connect included): a host's name is resolved once, at its first GET.
     """
 

@@ -11,11 +11,11 @@ tree's totals; at every tick between, the RSS of tritonserver and of each proces
 followed at the full rate and its healthy twin under the same traffic too, while an idle one (most stubs of a zoo,
 most of the time) is read at the full ticks only, and is back at the full rate from the full tick that sees it
 active. Each record holds the processes it read (none is repeated or invented); the per-tick loop is the sidecar's
-main cost (~8 µs of CPU per process on the benchmark VM).
+main cost (per-process figures: docs/benchmarks.md).
 
 What can block or costs milliseconds runs in a helper thread, so a tick never waits on it: re-reading the tree, and
 USS every ``uss_every_s`` at least (a kernel page walk over each process' mappings, taking its memory-map lock:
-~0.45 ms per stub and ~1.7 ms for tritonserver on the CPU benchmark VM, far more for a tritonserver that maps CUDA).
+milliseconds for tritonserver, far more for one that maps CUDA).
 A round that cost more CPU than :data:`USS_CPU_SHARE` of a core over ``uss_every_s`` makes the next one wait until
 it fits that share (the round's CPU time ÷ the share). A USS round's values go into the sample of the first tick
 after the round ended — at most one interval after they were read; a round that does not end (a process stuck with

@@ -1,9 +1,10 @@
 """Cheap per-tick reads of one process from ``/proc``: kept-open files read again with ``os.pread``.
 
-psutil opens, reads and closes a ``/proc`` file per value and wraps each call in several layers (about 12 µs per
-RSS here); sampling 18 processes ten times a second that way was a third of the collector's CPU. A
-:class:`ProcFiles` opens ``/proc/<pid>/statm`` and ``/proc/<pid>/stat`` once and re-reads them with one ``pread``
-each (the kernel regenerates the text at offset 0), about 1.5 µs per RSS. The values are the ones psutil reports:
+psutil opens, reads and closes a ``/proc`` file per value and wraps each call in several layers, which at ten
+reads a second of every process of the tree makes it the collector's largest cost. A :class:`ProcFiles` opens
+``/proc/<pid>/statm`` and ``/proc/<pid>/stat`` once and re-reads them with one ``pread`` each (the kernel
+regenerates the text at offset 0), several times cheaper (figures: docs/benchmarks.md, collectors). The values
+are the ones psutil reports:
 
 ==========================  ==================================================================  ================
 value                       where                                                                psutil

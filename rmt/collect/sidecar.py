@@ -47,27 +47,26 @@ class SidecarOptions:
     inferences, cumulative durations) and ``nv_inference_pending_request_count`` move with every request: at 0.5 s
     their rates, the Little's-law concurrency and the completed-request axis of memory samples have 0.5 s resolution
     instead of one interval (a burst shorter than 0.5 s shows in the sum, not its shape; a change is seen up to
-    0.5 s late). Reading the page costs ~0.2 % of a core at 10 Hz on the benchmark VM (a loopback HTTP exchange per
-    read), a fifth of that at 2 Hz. Set it to ``interval_s`` for every tick."""
+    0.5 s late). Each read is a loopback HTTP exchange, so the cost falls with the cadence
+    (docs/benchmarks.md). Set it to ``interval_s`` for every tick."""
     nvml_every_s: float = 0.5
-    """NVML cadence (records only at its ticks, like ``metrics_every_s``). One NVML read costs ~0.46 ms of CPU per GPU
-    on an H100 host (device memory, utilization and the compute-process list are driver calls; measured 1.07 % of a
-    core for 2 GPUs at 10 Hz, docs/benchmarks.md), so 10 Hz would cost ~0.5 % of a core per GPU — 4 % on an 8-GPU
-    box. What 0.5 s loses: utilization is already an average the driver takes over its own 1/6-1 s sample period;
-    device and per-process memory change with allocations, and a step is seen up to 0.5 s late (a leak of N bytes per
-    request shows exactly as before, at 2 points a second). Set it to ``interval_s`` for every tick."""
+    """NVML cadence (records only at its ticks, like ``metrics_every_s``). Device memory, utilization and the
+    compute-process list are driver calls whose CPU cost grows with the number of GPUs (per-GPU figures on an H100
+    host: docs/benchmarks.md), so 10 Hz on a many-GPU box would cost several percent of a core. What 0.5 s loses:
+    utilization is already an average the driver takes over its own 1/6-1 s sample period; device and per-process
+    memory change with allocations, and a step is seen up to 0.5 s late (a leak of N bytes per request shows at 2
+    points a second). Set it to ``interval_s`` for every tick."""
     shm_every_s: float = 0.5
     """Shared-memory regions cadence (records only at its ticks, like ``metrics_every_s``). A read is a ``stat`` per
-    region (one per python-backend stub): ~0.14 ms of CPU per read for 30 regions on the benchmark VM, 0.14 % of a
-    core at 10 Hz. A region grows when the python backend enlarges its pool (``shm-growth-byte-size`` steps, rare
-    events that stay): at 0.5 s such a step is seen up to 0.5 s late; the leak checks judge its size against the
-    requests completed, which 0.5 s does not change. Set it to ``interval_s`` for every tick."""
+    region (one per python-backend stub), a cost that grows with the stubs (docs/benchmarks.md). A region grows when
+    the python backend enlarges its pool (``shm-growth-byte-size`` steps, rare events that stay): at 0.5 s such a
+    step is seen up to 0.5 s late; the leak checks judge its size against the requests completed, which 0.5 s does
+    not change. Set it to ``interval_s`` for every tick."""
     uss_every_s: float = 30.0
     """Process USS cadence, at least (see :class:`~rmt.collect.process_tree.ProcessTreeSource`: a round whose page
     walk costs more than ``USS_CPU_SHARE`` of a core at this cadence is repeated less often). A USS round is a
-    kernel page walk over every process of the tree (~0.4 ms per stub, ~1.7 ms for tritonserver on the CPU benchmark
-    VM; on an H100 host tritonserver's CUDA mappings make it ~100-200 ms): every 5 s it cost 0.3-0.5 % of a core with
-    18-30 processes on the VM. RSS carries the leak signal."""
+    kernel page walk over every process of the tree, far longer for a tritonserver that maps CUDA (figures:
+    docs/benchmarks.md), so it runs seldom; RSS carries the leak signal."""
     host: str = "127.0.0.1"
     port: int | None = 0
     """HTTP API port (0: a free one; None: no HTTP API)."""

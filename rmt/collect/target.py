@@ -4,8 +4,8 @@ The server is named by a PID, by its HTTP ``host:port`` (the PID is whoever list
 callable (the embedded server). When the server dies the sources see no PID (a gap) until a server listens on the
 same port again.
 
-Re-reading the tree walks every process of the host (~5 ms of CPU on a small VM), so it is done only when it may
-have changed: at once when the server changed or a process of the tree ended (:meth:`ServerTarget.invalidate`, called
+Re-reading the tree walks every process of the host (milliseconds of CPU), so it is done only when it may have
+changed: at once when the server changed or a process of the tree ended (:meth:`ServerTarget.invalidate`, called
 by the ``process`` source when a read fails); within ``shm_check_s`` when the server's regions in the shared-memory
 folder changed (the python backend creates a region for every stub it starts: one ``stat`` of the folder per period,
 a listing only when it changed, so other servers' regions cost a listing, not a walk; the tree is read again one

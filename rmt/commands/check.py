@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from rmt.check.api import evaluate as evaluate_run
-from rmt.check.api import run_checks
-from rmt.check.base import Check, Verdict
-from rmt.check.data import RunInputs
 from rmt.check.report import counts, format_table
 from rmt.check.spec import describe_checks, merge_specs, parse_spec, spec_from_mapping
 from rmt.core.errors import CheckFailed, ConfigError
@@ -44,11 +41,6 @@ def _file_spec(path: Path) -> dict[str, Any]:
     if isinstance(data, dict) and isinstance(data.get("checks"), dict):
         data = data["checks"]
     return spec_from_mapping(data, origin=str(path))
-
-
-def evaluate(checks: list[Check], inputs: RunInputs) -> list[Verdict]:
-    """Every verdict of every check (kept for callers of the old name; see :func:`rmt.check.api.evaluate`)."""
-    return run_checks(checks, inputs)
 
 
 def cmd_check(args: Any) -> int:

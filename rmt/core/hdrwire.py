@@ -1,12 +1,12 @@
 """Adding a histogram in HDR's wire form into another, exactly, without building a histogram for it.
 
-``HdrHistogram.decode_and_add`` allocates a whole histogram per blob (21 504 eight-byte counters for rmt's 1 µs – 10
-min range at 3 digits: ~40 µs) and adds every counter of it (~20 µs), although a window's blob holds a few hundred
-non-zero counters. The master merges one blob per worker, stream and second (two histograms each), so that cost
+``HdrHistogram.decode_and_add`` allocates a whole histogram per blob (21 504 eight-byte counters for rmt's
+1 µs – 10 min range at 3 digits) and adds every counter of it, although a window's blob holds a few hundred non-zero
+counters. The master merges one blob per worker, stream and second (two histograms each), so that cost
 bounds how many workers one master keeps up with (benchmarks/bench_master.py). :func:`add_encoded` decodes the
 varint counters with hdrh's own C codec into a reused scratch array, adds only the decoded index range into the
 target with hdrh's C ``add_array``, and zeroes that range again: the same counters, total, min and max as
-``decode_and_add`` (a test compares both), at a fraction of the cost.
+``decode_and_add`` (a test compares both), at a fraction of the cost (docs/benchmarks.md, master).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A lean gRPC client: unary calls over one HTTP/2 connection on a plain (under Locust: gevent) socket.
 
-grpcio under gevent costs ~290 µs of client CPU per call (every completion crosses from grpc's poller threads to the
-gevent hub); this client speaks the few parts of HTTP/2 a unary gRPC call needs, in Python, on the socket the rest of
-the process already cooperates with:
+grpcio under gevent costs several times more client CPU per call (every completion crosses from grpc's poller
+threads to the gevent hub; figures: docs/benchmarks.md, rmt.load); this client speaks the few parts of HTTP/2 a
+unary gRPC call needs, in Python, on the socket the rest of the process already cooperates with:
 
 - the request's HEADERS block is HPACK-encoded once per (authority, method, timeout) — literals only, so it never
   depends on a dynamic table — and reused: per call only the stream id in the frame headers changes, and HEADERS +

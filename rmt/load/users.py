@@ -371,7 +371,8 @@ class TritonGrpcUser(TritonUser):
     """Triton over gRPC: raw ``ModelInfer`` bytes on a lean HTTP/2 connection of the user's own
     (:class:`rmt.load.grpcwire.GrpcConnection`), as a fleet of independent clients would have.
 
-    grpcio is not on the hot path: under gevent it cost ~290 µs of client CPU per call, this connection ~70 µs.
+    grpcio is not on the hot path: under gevent each of its calls crosses from grpc's poller threads to the gevent hub,
+    several times this connection's client CPU per call (docs/benchmarks.md, rmt.load).
     """
 
     abstract = True

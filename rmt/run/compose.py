@@ -1,4 +1,4 @@
-"""Compose a ready scenario in a locustfile: traffic (:mod:`rmt.load`), the collector (:mod:`collectors`),
+"""Compose a ready scenario in a locustfile: traffic (:mod:`rmt.load`), the collector (:mod:`rmt.collect`),
 model-control actions and the checks, all attached explicitly. A locustfile is three lines::
 
     from locust import events
@@ -10,7 +10,7 @@ model-control actions and the checks, all attached explicitly. A locustfile is t
 It runs unchanged with plain Locust (web UI, ``--headless``, ``--master``/``--worker``). On the master (or a
 local runner): the run directory defaults to ``runs/<scenario>-<time>`` (``--rmt-run-dir``), the embedded collector
 watches the server behind ``--host`` unless told otherwise, and at quit the checks run and set the exit code
-(0 every verdict passed, 3 one failed, 2 bad input) — request failures alone no longer decide it, since several
+(0 every verdict passed, 3 one failed, 2 bad input); request failures alone do not decide it, since several
 scenarios send failing requests on purpose.
 """
 
