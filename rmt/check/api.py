@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from rmt.check.base import Check, Verdict
+from rmt.check.completeness import NAME as COMPLETENESS
+from rmt.check.completeness import describe, mark_incomplete
 from rmt.check.data import RunInputs
 from rmt.check.inputs import load_inputs, scenario_checks
 from rmt.check.report import counts, write_outputs
 from rmt.check.spec import Spec, build_checks, merge_specs, parse_spec, spec_from_mapping
+from rmt.core.errors import CheckFailed, RunIncomplete
 from rmt.core.rundir import RunDir, reading
 
 
@@ -34,6 +37,8 @@ class CheckResult:
     verdicts: list[Verdict]
     notes: list[str] = field(default_factory=list)
     """What the adapter could not read (missing files, unreadable configs)."""
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    """What the run lost (manifest ``losses``); its verdicts are marked, and it is never a pass."""
 
     @property
     def passed(self) -> bool:
@@ -44,6 +49,21 @@ class CheckResult:
     def failed(self) -> list[Verdict]:
         """The failing verdicts."""
         return [v for v in self.verdicts if v.failed]
+
+    @property
+    def judged_failed(self) -> list[Verdict]:
+        """The failing verdicts other than completeness (what the run lost is :attr:`losses`)."""
+        return [v for v in self.failed if v.check != COMPLETENESS]
+
+    def raise_for_outcome(self, where: Path | str) -> None:
+        """CheckFailed (exit 3) when a verdict failed; else RunIncomplete (exit 4) when the run lost data."""
+        failed = self.judged_failed
+        if failed:
+            raise CheckFailed(f"{len(failed)} of {len(self.verdicts)} verdicts failed (see the table above and "
+                              f"{where})")
+        if self.losses:
+            raise RunIncomplete(f"the run is incomplete ({describe(self.losses[0])}): its verdicts rest on partial "
+                                f"data; rerun it (see the completeness rows and {where})")
 
     def write(self, out_dir: Path | None = None) -> tuple[Path, Path]:
         """Write ``verdicts.json`` and ``junit.xml`` (into the run directory by default)."""
@@ -84,4 +104,5 @@ def evaluate(run_dir: Path | str, spec: str | Mapping[str, Any] | None = None, *
     with reading(run.path):
         inputs = load_inputs(run)
         verdicts = run_checks(checks, inputs)
-    return CheckResult(Path(run_dir), merged, verdicts, list(inputs.notes))
+    mark_incomplete(verdicts, inputs.losses)
+    return CheckResult(Path(run_dir), merged, verdicts, list(inputs.notes), list(inputs.losses))

@@ -201,5 +201,8 @@ class RunInputs:
     """Scenario pattern name → a short description (shape, dtype, data) for explanations."""
     promised_responses: dict[str, int] = field(default_factory=dict)
     """Streaming pattern name → responses per request it promises (0: not stated)."""
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    """What the run lost (manifest ``losses``: dead workers, interruption, server restarts); see
+    :mod:`rmt.check.completeness`."""
     run_path: Path | None = None
     """The run directory read (checks that need its raw records, e.g. capacity's per-step histograms)."""

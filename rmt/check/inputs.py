@@ -53,7 +53,7 @@ from rmt.core.records import (
     READINESS_FILE,
     SERVER_LOG,
 )
-from rmt.core.rundir import RunDir
+from rmt.core.rundir import LOSSES, RunDir
 from rmt.core.samples import SAMPLES_FILE, Series, load_series
 from rmt.core.windows import TRACES_FILE, WINDOWS_FILE
 
@@ -90,6 +90,8 @@ def load_inputs(run: RunDir) -> RunInputs:
     """Read a run directory into :class:`RunInputs`; what cannot be read is noted in ``notes``, never guessed."""
     manifest = run.manifest()
     inputs = RunInputs(run_path=run.path)
+    losses = manifest.get(LOSSES)
+    inputs.losses = [dict(loss) for loss in losses if isinstance(loss, dict)] if isinstance(losses, list) else []
     if not manifest:
         inputs.notes.append(f"no manifest.json in {run.path}: server options and model configs unknown")
     options = server_options(manifest)

@@ -20,6 +20,8 @@ from typing import Any
 from rmt.check.attribution import FragmentationCheck, LeakAttributionCheck
 from rmt.check.base import Check
 from rmt.check.capacity_checks import SloCheck
+from rmt.check.completeness import NAME as COMPLETENESS
+from rmt.check.completeness import CompletenessCheck
 from rmt.check.lifecycle_checks import (
     CrossDeviceCheck,
     ReadinessCheck,
@@ -47,7 +49,7 @@ CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     LeakCheck, PoolGrowthCheck, LeakAttributionCheck, FragmentationCheck, RateLimitCheck, ConcurrencyCheck,
     FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck, QueuePolicyCheck, WarmupCheck, WarmupExecutedCheck,
     ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck, SloCheck,
-    FirstResponseCheck, StreamCompletenessCheck,
+    FirstResponseCheck, StreamCompletenessCheck, CompletenessCheck,
 )}
 
 #: The measure of every check, by name (units and directions of the verdicts' ``measured`` values).
@@ -164,7 +166,7 @@ def build_checks(spec: Spec | None = None) -> list[Check]:
     for name, cls in CHECKS.items():
         params = dict(spec.get(name, {}))
         enabled = params.pop("enabled", None)
-        if enabled is False or (only is not None and name not in only and not enabled):
+        if enabled is False or (only is not None and name not in only and not enabled and name != COMPLETENESS):
             continue
         try:
             checks.append(cls(params, required=bool(params) or enabled is True or (only is not None)))

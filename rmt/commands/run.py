@@ -4,8 +4,9 @@ Without ``--host`` it starts the embedded tritonserver with the zoo (or ``--mode
 the scenario needs (rate-limiter resources, explicit model control); it starts the collector, runs Locust (headless,
 or the web UI on 127.0.0.1 with ``--ui``; ``--workers N`` spawns N real worker processes), then the checks and the
 report, printing progress, the verdict table and the run directory. Exit codes as ``rmt check``: 0 every verdict
-passed, 3 one failed, 2 usage error, 1 tool error; with ``--expected``, 0 when every verdict matches the scenario's
-expectation (planted defects FAIL on purpose), 3 otherwise.
+passed, 3 one failed, 4 the run is incomplete (a worker died, it was interrupted: the INCOMPLETE rows say what was
+lost), 2 usage error, 1 tool error; with ``--expected``, 0 when every verdict matches the scenario's expectation
+(planted defects FAIL on purpose), 3 otherwise (4 when only the run's completeness failed).
 
 With ``--host``, the server flags given (``--model-repository``, ``--rate-limit-resource``, ``--model-control-mode``)
 describe that server to the checks (rmt cannot read a server's flags back); the model configs come from the server,

@@ -41,3 +41,10 @@ class CheckFailed(RmtError):
     """One or more post-run checks failed."""
 
     exit_code = 3
+
+
+class RunIncomplete(RmtError):
+    """The run lost data (a worker died, it was interrupted, the server restarted): its verdicts rest on partial
+    data, so it is not a pass whatever they say (a failing verdict other than completeness exits 3 instead)."""
+
+    exit_code = 4

@@ -40,6 +40,9 @@ from rmt.core.jsonfile import read_json
 MANIFEST = "manifest.json"
 #: The files whose presence says a folder holds a run (the manifest, load windows, collector samples).
 RUN_MARKERS = (MANIFEST, "windows.jsonl", "samples.jsonl")
+#: Manifest key: what the run lost, a list of ``{"kind", "subject", "reason", ...}`` (a worker that died, an interrupted
+#: run, a server restart); every verdict of such a run rests on incomplete data and says so, and the run is never green.
+LOSSES = "losses"
 DAMAGED = "the run directory is damaged: rerun, or restore the file from a copy"
 
 

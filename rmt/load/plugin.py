@@ -36,10 +36,11 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from rmt.core.errors import ConfigError
 from rmt.core.hosts import split_host
-from rmt.core.rundir import RunDir
+from rmt.core.rundir import LOSSES, RunDir
 from rmt.core.scenario import load_scenario, parse_scenario
 from rmt.core.windows import NS_PER_S, WindowKey, WindowState, record_dict
 from rmt.load.engine import Plan, TrafficEngine, engine_for
+from rmt.load.losses import WorkerWatch
 from rmt.load.users import (
     TritonGrpcUser,
     TritonUser,
@@ -85,6 +86,10 @@ class TritonTraffic:
         self._watermarks: dict[str, float] = {}
         self._finals: set[str] = set()
         self._all_final = Event()
+        self.watch = WorkerWatch()
+        self._watcher: Any = None
+        self._start_ns = 0
+        self._stopped_ns = 0
 
     # -- attaching ---------------------------------------------------------------------------------------------------
     def register(self, environment: Any) -> TritonTraffic:
@@ -156,11 +161,15 @@ class TritonTraffic:
         self.pending.clear()
         self._finals.clear()
         self._all_final.clear()
+        self._start_ns, self._stopped_ns = start, 0
         if isinstance(runner, MasterRunner):
             clients = sorted(c.id for c in runner.clients.all)
             self._watermarks = dict.fromkeys(clients, 0.0)
             for rank, client in enumerate(clients):
                 runner.send_message(MSG_PLAN, Plan(self._raw, start, len(clients), rank).to_wire(), client)
+            self.watch = WorkerWatch()
+            if self._watcher is None:
+                self._watcher = gevent.spawn(self._watch_workers, runner)
         else:
             engine.configure(Plan(self._raw, start))
         if self.run_dir is not None:
@@ -178,8 +187,12 @@ class TritonTraffic:
     def _absorb(self, client_id: str, data: dict[str, Any] | None) -> None:
         if not data:
             return
-        for key, wire in data.get("windows", []):
-            k = (int(key[0]), str(key[1]), str(key[2]), str(key[3]))
+        if client_id in self.watch.lost:  # its seconds may be written already: counted, not merged twice
+            self.watch.lost[client_id].late_reports += 1
+            return
+        keys = [(int(key[0]), str(key[1]), str(key[2]), str(key[3])) for key, _ in data.get("windows", [])]
+        self.watch.saw(client_id, keys)
+        for k, (_, wire) in zip(keys, data.get("windows", []), strict=True):
             state = self.pending.get(k)
             if state is None:
                 self.pending[k] = WindowState.from_wire(wire)
@@ -212,10 +225,10 @@ class TritonTraffic:
                 return
             for client in list(self._watermarks):
                 runner.send_message(MSG_DRAIN, {"timeout_s": timeout}, client)
+            self._stopped_ns = self._stopped_ns or self._clock_ns()
             if not self._all_final.wait(timeout + 5):
-                missing = sorted(set(self._watermarks) - self._finals)
-                log.error("rmt: no final windows from worker(s) %s within %.0f s: their last windows are missing",
-                          ", ".join(missing), timeout + 5)
+                for worker in sorted(set(self._watermarks) - self._finals):
+                    self._drop(worker, f"sent no final windows within {timeout + 5:.0f} s of the stop")
         else:
             engine = self.engine
             assert engine is not None
@@ -228,13 +241,37 @@ class TritonTraffic:
                                    "final": True})
         self._flush()
 
+    def _watch_workers(self, runner: Any) -> None:
+        """Drop each worker Locust marks missing from the merge, as soon as it does (every 0.5 s)."""
+        while True:
+            gevent.sleep(0.5)
+            waiting = [w for w in self._watermarks if w not in self._finals]
+            for worker in self.watch.missing(runner, waiting):
+                self._drop(worker, "stopped heartbeating (Locust marked it missing): it died or hung")
+
+    def _drop(self, worker: str, reason: str) -> None:
+        """Stop waiting for ``worker``: record the loss, write on what the others reported."""
+        loss = self.watch.lose(worker, reason, self._watermarks.pop(worker), self._start_ns, self._clock_ns())
+        log.error("rmt: worker %s lost: %s; its windows after %.1f s of load are missing", worker, reason,
+                  (loss.last_window_end_ns - self._start_ns) / NS_PER_S)
+        if set(self._watermarks) <= self._finals:
+            self._all_final.set()
+        if self._watermarks:
+            self._write(min(self._watermarks.values()))
+        if self.run_dir is not None:
+            self.run_dir.update_manifest(**{LOSSES: self.watch.records(self._clock_ns())})
+
     def _flush(self) -> None:
         self._write(math.inf)
         if self.run_dir is not None:
-            self.run_dir.update_manifest(load_end_ns=self._clock_ns(), load_totals=dict(self.totals))
+            end = self._clock_ns()
+            losses = {LOSSES: self.watch.records(self._stopped_ns or end)} if self.watch.lost else {}
+            self.run_dir.update_manifest(load_end_ns=end, load_totals=dict(self.totals), **losses)
             self.run_dir.flush()
 
     def _on_quitting(self, environment: Any, **_kw: Any) -> None:
+        if self._watcher is not None:
+            self._watcher.kill(block=False)
         self._flush()
         if self.run_dir is not None:
             self.run_dir.close()

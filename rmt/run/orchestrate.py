@@ -34,7 +34,8 @@ from rmt.core.records import MODEL_LINES, SERVER_LOG
 from rmt.core.resources import GPU_REPOSITORY, MULTI_GPU_REPOSITORY
 from rmt.core.rundir import RunDir
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
-from rmt.run.verdicts import Row, format_rows, judge_run, rows_for
+from rmt.run.interrupt import Interrupts, record_cut_short
+from rmt.run.verdicts import INCOMPLETE, Row, format_rows, judge_run, rows_for
 from rmt.server import EmbeddedServer, ServerOptions, free_port
 
 _LOCUST_SCRIPT = Path(sys.executable).parent / "locust"
@@ -148,6 +149,8 @@ class Orchestrator:
             raise ConfigError(f"--duration {request.duration_s:g}: give a positive number of seconds")
         self.out = request.out or Path("runs") / f"{self.definition.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self._gpus: int | None = None
+        self.interrupted: int | None = None
+        """The signal that cut the last Locust run short (SIGINT/SIGTERM to ``rmt run``), None without one."""
 
     def say(self, text: str) -> None:
         """One progress line."""
@@ -211,6 +214,8 @@ class Orchestrator:
                 results.append(ScenarioRun(definition, run_dir, [], [], skipped=why))
                 continue
             results.append(self.run_scenario(definition, run_dir, server))
+            if self.interrupted is not None:
+                break  # the user stopped the run: judge what ran, start nothing more
         return self.finish(results)
 
     def run_scenario(self, definition: ScenarioDef, run_dir: Path, server: EmbeddedServer | None) -> ScenarioRun:
@@ -231,7 +236,10 @@ class Orchestrator:
         _copy_log(log, log_from, run_dir, bool(server.options.log_verbose) if server is not None else False)
         if code == 2:
             raise ConfigError(self._locust_error(run_dir) or f"locust refused the scenario: see {run_dir / LOCUST_LOG}")
-        if code not in (0, 3):
+        cut = record_cut_short(run_dir, definition.duration_s, self.interrupted, code)
+        if cut is not None:
+            self.say(f"[{definition.name}] the run is cut short: {cut['reason']}; judging what was recorded")
+        elif code not in (0, 3):
             raise RmtError(f"locust exited with code {code}: see {run_dir / LOCUST_LOG}")
         verdicts, notes = judge_run(run_dir, definition.checks, self.request.checks)
         self._report(run_dir)
@@ -281,7 +289,9 @@ class Orchestrator:
                     [*LOCUST, "-f", str(definition.locustfile), "--worker", "--master-host", "127.0.0.1",
                      "--master-port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                     env=env))
-            code = self._watch(definition, run_dir, procs[0])
+            with Interrupts(lambda _signum: _terminate(procs[0])) as interrupts:
+                code = self._watch(definition, run_dir, procs[0], procs[1:])
+            self.interrupted = interrupts.signum
             for worker in procs[1:]:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     worker.wait(timeout=30)  # the master's quit message ends them
@@ -293,24 +303,40 @@ class Orchestrator:
                     proc.wait(timeout=10)
             log.close()
 
-    def _watch(self, definition: ScenarioDef, run_dir: Path, master: subprocess.Popen[bytes]) -> int:
-        """Wait for the master with a deadline, printing request counts from ``windows.jsonl`` every few seconds."""
+    def _watch(self, definition: ScenarioDef, run_dir: Path, master: subprocess.Popen[bytes],
+               workers: list[subprocess.Popen[bytes]]) -> int:
+        """Wait for the master with a deadline, printing request counts every few seconds and each worker that
+        ends before the master (before the load started: the run cannot start, an error at once)."""
         start = self.clock()
         deadline = start + definition.duration_s + (180 if self.request.ui else 120)
         next_line = start + 5
         stats = run_dir / "locust_stats.csv"
+        gone: set[int] = set()
         while True:
             try:
                 return master.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
                 pass
             now = self.clock()
+            for rank, worker in enumerate(workers, 1):
+                code = worker.poll()
+                if code is None or worker.pid in gone:
+                    continue
+                gone.add(worker.pid)
+                if not RunDir(run_dir, create=False).manifest().get("load_start_ns"):
+                    raise RmtError(f"Locust worker {rank} (pid {worker.pid}) exited with code {code} before the "
+                                   f"load started: {self._locust_error(run_dir) or 'see ' + str(run_dir / LOCUST_LOG)}")
+                self.say(f"[{definition.name}] Locust worker {rank} (pid {worker.pid}) exited with code {code} after "
+                         f"{now - start:.0f} s: the run goes on without it; its last windows are lost (the run "
+                         "will be INCOMPLETE)")
             if now > deadline:
                 raise RmtError(f"locust did not finish within {deadline - start:.0f} s: see {run_dir / LOCUST_LOG}")
             if now >= next_line:
                 sent, failed = _aggregated(stats)
-                self.say(f"[{definition.name}] {now - start:4.0f} s of {definition.duration_s:.0f}  "
-                         f"requests {sent}  failed {failed}")
+                elapsed = now - start
+                where = (f"{elapsed:4.0f} s of {definition.duration_s:.0f}" if elapsed <= definition.duration_s + 1
+                         else f"{elapsed:4.0f} s (load of {definition.duration_s:.0f} s over: Locust is stopping)")
+                self.say(f"[{definition.name}] {where}  requests {sent}  failed {failed}")
                 next_line = now + 5
 
     def _locust_error(self, run_dir: Path) -> str:
@@ -344,12 +370,27 @@ class Orchestrator:
         (self.out / "expectations.json").write_text(json.dumps(summary, indent=1) + "\n")
         reports = [res.run_dir / "report.html" for res in results if (res.run_dir / "report.html").exists()]
         self.say(f"run directory: {self.out}" + (f"  (report: {reports[0]})" if len(reports) == 1 else ""))
+        lost = any(r.outcome == INCOMPLETE for r in rows)
         if self.request.expected:
-            bad = [r for r in rows if not r.matches]
-            return 3 if bad else 0
-        if any(r.verdict.failed for r in rows):
+            bad = [r for r in rows if not r.matches and r.outcome != INCOMPLETE]
+        else:
+            bad = [r for r in rows if r.verdict.failed and r.outcome != INCOMPLETE]
+        if self.interrupted is not None:
+            self.say(f"interrupted by {signal.Signals(self.interrupted).name}: verdicts, JUnit and report written "
+                     "for what ran")
+            return 128 + self.interrupted
+        if bad:
             return 3
+        if lost:
+            self.say("the run is INCOMPLETE (exit 4): it lost data, see the INCOMPLETE rows; rerun it")
+            return 4
         return 0
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a child still running (Locust's graceful stop: drain, last windows, quit)."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
 
 
 def _log_of(server: EmbeddedServer | None, declared: Path | None) -> Path | None:

@@ -13,6 +13,9 @@ from typing import Any
 
 from rmt.check.api import evaluate
 from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.check.completeness import INCOMPLETE as INCOMPLETE_KEY
+from rmt.check.completeness import NAME as COMPLETENESS
+from rmt.check.completeness import describe
 from rmt.check.report import format_table
 from rmt.check.spec import merge_specs, parse_spec
 from rmt.core.fmt import format_bytes
@@ -20,6 +23,8 @@ from rmt.run.definition import ScenarioDef
 
 _SERIES = re.compile(r"^(?P<measure>[\w:]+)\{[^}]*\binstance=(?P<instance>[^,}]+)[^}]*\}(?P<rest>.*)$")
 CAUGHT, HEALTHY, SKIPPED, UNEXPECTED = "defect caught", "healthy", "not judged", "UNEXPECTED"
+INCOMPLETE = "INCOMPLETE"
+"""The outcome of a failing completeness verdict: the run lost data (never a match, whatever was expected)."""
 
 
 def judge_run(run_dir: Path, checks: Mapping[str, Any] | None = None, extra: Sequence[str] = ()
@@ -47,6 +52,8 @@ class Row:
     def outcome(self) -> str:
         """``defect caught``, ``healthy``, ``not judged`` or ``UNEXPECTED``."""
         status = self.verdict.status
+        if self.verdict.check == COMPLETENESS and status == FAIL:
+            return INCOMPLETE
         if status == SKIP:
             return UNEXPECTED if self.expected == FAIL else SKIPPED
         if status != self.expected:
@@ -56,7 +63,16 @@ class Row:
     @property
     def matches(self) -> bool:
         """Whether the verdict is what the scenario expects."""
-        return self.outcome != UNEXPECTED
+        return self.outcome not in (UNEXPECTED, INCOMPLETE)
+
+    @property
+    def note(self) -> str:
+        """What the outcome column adds: the planted defect's why, what the run lost, or that the data was partial."""
+        if self.outcome == INCOMPLETE:
+            return ": " + describe(self.verdict.evidence.get("loss") or {})
+        if self.why and self.outcome == CAUGHT:
+            return f": {self.why}"
+        return " (on incomplete data)" if INCOMPLETE_KEY in self.verdict.evidence else ""
 
 
 def rows_for(definition: ScenarioDef, verdicts: Sequence[Verdict]) -> list[Row]:
@@ -98,7 +114,7 @@ def format_rows(rows: Sequence[Row]) -> str:
          _value(r.verdict.measured, _unit(r.verdict.measure)) + _per(r.verdict.measure),
          f"{r.verdict.comparison} {_value(r.verdict.threshold, _unit(r.verdict.measure))}{_per(r.verdict.measure)}"
          if r.verdict.threshold is not None else "-",
-         r.outcome + (f": {r.why}" if r.why and r.outcome == CAUGHT else ""))
+         r.outcome + r.note)
         for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)), line[-1]]).rstrip()
@@ -106,11 +122,12 @@ def format_rows(rows: Sequence[Row]) -> str:
     caught = sum(r.outcome == CAUGHT for r in rows)
     healthy = sum(r.outcome == HEALTHY for r in rows)
     skipped = sum(r.outcome == SKIPPED for r in rows)
-    bad = sum(not r.matches for r in rows)
+    lost = sum(r.outcome == INCOMPLETE for r in rows)
+    bad = sum(not r.matches for r in rows) - lost
     lines.append(f"{healthy} healthy passes, {caught} planted defects caught on purpose, {skipped} not judged, "
-                 f"{bad} unexpected")
+                 f"{bad} unexpected" + (f", {lost} loss(es): the run is INCOMPLETE" if lost else ""))
     return "\n".join(lines)
 
 
-__all__ = ["CAUGHT", "HEALTHY", "SKIPPED", "UNEXPECTED", "Row", "format_rows", "format_table", "judge_run",
-           "rows_for"]
+__all__ = ["CAUGHT", "HEALTHY", "INCOMPLETE", "SKIPPED", "UNEXPECTED", "Row", "format_rows", "format_table",
+           "judge_run", "rows_for"]

@@ -1,0 +1,122 @@
+"""Faults during a real run (real tritonserver with ``probe``, real ``rmt run`` and Locust processes, loopback):
+a worker SIGKILLed, ``rmt run`` SIGTERMed, the Locust master SIGINTed. Each time the verdicts, JUnit and report are
+written, say what was lost, and the exit code is not a pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rmt.server import EmbeddedServer, ServerOptions
+from tests.zoo_client import zoo_subset
+
+RMT = [sys.executable, "-m", "rmt"]
+DEFINITION = {"description": "closed loop on probe (fault tests)",
+              "traffic": {"mode": "closed", "streams": [{"model": "probe"}]},
+              "checks": {"only": "starvation"}, "run": {"users": 4, "duration_s": 8}}
+
+
+@pytest.fixture(scope="module")
+def probe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    pytest.importorskip("tritonclient")
+    repo = zoo_subset(tmp_path_factory.mktemp("repo"), ["probe"])
+    with EmbeddedServer(ServerOptions(model_repository=repo)) as server:
+        yield server
+
+
+def _poll(what: str, condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _start_run(server: EmbeddedServer, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+    definition = tmp_path / "probe.json"
+    definition.write_text(json.dumps(DEFINITION))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*RMT, "run", str(definition), "--host", server.http_url, "--out", str(run), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _poll("2 s of load", lambda: time.time_ns() > _load_start_ns(run) + 2_000_000_000)
+    return proc, run
+
+
+def _load_start_ns(run: Path) -> float:
+    try:
+        start = json.loads((run / "manifest.json").read_text()).get("load_start_ns")
+    except (OSError, ValueError):
+        return float("inf")
+    return float(start) if start else float("inf")
+
+
+def _locust(proc: subprocess.Popen[str], worker: bool) -> psutil.Process:
+    children = [c for c in psutil.Process(proc.pid).children(recursive=True) if "locust" in " ".join(c.cmdline())]
+    return next(c for c in children if ("--worker" in c.cmdline()) == worker)
+
+
+def _served(server: EmbeddedServer) -> int:
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/probe/stats", timeout=5) as resp:
+        stats = json.load(resp)
+    return int(stats["model_stats"][0]["inference_stats"]["success"]["count"])
+
+
+def _outputs(run: Path) -> tuple[dict, ET.Element, str, dict]:
+    manifest = json.loads((run / "manifest.json").read_text())
+    verdicts = json.loads((run / "verdicts.json").read_text())
+    junit = ET.parse(run / "junit.xml").getroot()
+    return manifest, junit, (run / "report.html").read_text(), verdicts
+
+
+def test_worker_sigkilled_mid_run(probe_server: EmbeddedServer, tmp_path: Path) -> None:
+    before = _served(probe_server)
+    proc, run = _start_run(probe_server, tmp_path, "--workers", "2")
+    victim = _locust(proc, worker=True)
+    victim.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 4, out  # incomplete: never green on partial data
+    manifest, junit, html, verdicts = _outputs(run)
+    [loss] = manifest["losses"]
+    assert loss["kind"] == "worker_lost" and loss["windows_lost"] > 0 and loss["streams"] == 1
+    worker = loss["worker"]
+    assert f"exited with code {-signal.SIGKILL}" in out and "INCOMPLETE" in out and worker in out
+    case = junit.find(".//testcase[@classname='rmt.completeness']")
+    assert case is not None and case.find("failure") is not None and worker in case.attrib["name"]
+    assert worker in html and "window(s) lost" in html
+    judged = [v for v in verdicts["verdicts"] if v["check"] == "starvation"]
+    assert judged and all("incomplete" in v["evidence"] for v in judged)
+    assert "of 8" in out and "of 8  " not in out.split("load of")[-1]  # no "25 s of 8" once the load is over
+    # What remains agrees with the server: every window counted was served, and what the server served beyond the
+    # windows fits in the seconds the lost worker did not report.
+    windows = [json.loads(line) for line in (run / "windows.jsonl").read_text().splitlines()]
+    counted = sum(w["succeeded"] for w in windows)
+    assert counted == manifest["load_totals"]["succeeded"]
+    served = _served(probe_server) - before
+    peak = max(w["succeeded"] for w in windows)
+    assert counted <= served <= counted + peak * loss["windows_lost"], (counted, served, peak)
+
+
+@pytest.mark.parametrize(("target", "signum"), [("rmt", signal.SIGTERM), ("master", signal.SIGINT)])
+def test_signal_mid_run_still_judges(probe_server: EmbeddedServer, tmp_path: Path, target: str,
+                                     signum: signal.Signals) -> None:
+    proc, run = _start_run(probe_server, tmp_path)
+    os.kill(proc.pid if target == "rmt" else _locust(proc, worker=False).pid, signum)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == (128 + signum if target == "rmt" else 4), out
+    manifest, junit, html, verdicts = _outputs(run)
+    [loss] = manifest["losses"]
+    assert loss["kind"] == "load_cut_short" and loss["ran_s"] < 8 - 1, loss
+    assert (f"rmt run got {signum.name}" if target == "rmt" else "the Locust master ended early") in loss["reason"]
+    assert junit.find(".//testcase[@classname='rmt.completeness']/failure") is not None
+    assert "cut short" in out and "load ran" in html
+    assert any(v["check"] == "starvation" and v["status"] != "skip" for v in verdicts["verdicts"])
