@@ -4,11 +4,13 @@ written, say what was lost, and the exit code is not a pass."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -18,8 +20,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rmt.collect.core import Collector
+from rmt.collect.target import ServerTarget
+from rmt.collect.triton_metrics import TritonMetricsSource
+from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions
-from tests.zoo_client import zoo_subset
+from tests.test_collect_units import CountingSource, records
+from tests.zoo_client import wait_for, zoo_subset
 
 RMT = [sys.executable, "-m", "rmt"]
 DEFINITION = {"description": "closed loop on probe (fault tests)",
@@ -120,3 +127,49 @@ def test_signal_mid_run_still_judges(probe_server: EmbeddedServer, tmp_path: Pat
     assert junit.find(".//testcase[@classname='rmt.completeness']/failure") is not None
     assert "cut short" in out and "load ran" in html
     assert any(v["check"] == "starvation" and v["status"] != "skip" for v in verdicts["verdicts"])
+
+
+class _Metrics(http.server.BaseHTTPRequestHandler):
+    """A ``/metrics`` endpoint gone wrong: ``mode`` on the server says how (hang, garbage, good)."""
+
+    def do_GET(self) -> None:
+        mode = getattr(self.server, "mode", "good")
+        if mode == "hang":
+            self.server.release.wait(10)  # type: ignore[attr-defined]
+            return
+        body = b"\x00\xffnot { prometheus" if mode == "garbage" else b'nv_inference_count{model="a",version="1"} 3\n'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize("mode", ["hang", "garbage"])
+def test_metrics_endpoint_hangs_or_talks_garbage(tmp_path: Path, mode: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
+    server.daemon_threads = True
+    server.mode = mode  # type: ignore[attr-defined]
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    run = RunDir(tmp_path)
+    target = ServerTarget(metrics_url=f"http://127.0.0.1:{server.server_address[1]}/metrics")
+    metrics = TritonMetricsSource(target, timeout_s=0.3)
+    beside = CountingSource("beside")
+    try:
+        with Collector([metrics, beside], run_dir=run, interval_s=0.1) as col:
+            wait_for(lambda: col.status["triton_metrics"].errors_total >= 5, 30, "five metrics gaps")
+            server.mode = "good"  # type: ignore[attr-defined]
+            server.release.set()  # type: ignore[attr-defined]
+            wait_for(lambda: col.status["triton_metrics"].samples_total > col.status["triton_metrics"].errors_total,
+                     30, "the endpoint to recover")
+            ticks = col.status["beside"].samples_total
+    finally:
+        server.shutdown()
+    gaps = [r for r in records(run, "triton_metrics") if not r["ok"]]
+    assert gaps and all(r["error"] for r in gaps)
+    assert any(("timeout" if mode == "hang" else "malformed") in r["error"] for r in gaps), gaps[0]["error"]
+    rows = records(run, "beside")  # the other source kept its ticks while the endpoint hung
+    assert len(rows) >= ticks and [r["tick"] for r in rows] == list(range(len(rows)))
