@@ -4,9 +4,11 @@ written, say what was lost, and the exit code is not a pass."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +25,10 @@ import pytest
 from rmt.collect.core import Collector
 from rmt.collect.target import ServerTarget
 from rmt.collect.triton_metrics import TritonMetricsSource
+from rmt.core.errors import ConfigError
 from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions
+from tests.fuzz_cases import SEED_RUN, cli
 from tests.test_collect_units import CountingSource, records
 from tests.zoo_client import wait_for, zoo_subset
 
@@ -173,3 +177,50 @@ def test_metrics_endpoint_hangs_or_talks_garbage(tmp_path: Path, mode: str) -> N
     assert any(("timeout" if mode == "hang" else "malformed") in r["error"] for r in gaps), gaps[0]["error"]
     rows = records(run, "beside")  # the other source kept its ticks while the endpoint hung
     assert len(rows) >= ticks and [r["tick"] for r in rows] == list(range(len(rows)))
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (root can mount one here); skipped with the reason where mounting is not allowed."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    with contextlib.suppress(OSError), (folder / "filler").open("wb", buffering=0) as fh:
+        while True:
+            fh.write(b"\0" * 4096)
+
+
+def test_run_directory_on_a_full_filesystem(full_fs: Path, tmp_path: Path) -> None:
+    run = full_fs / "run"
+    shutil.copytree(SEED_RUN, run)
+    (run / "verdicts.json").write_text('{"old": true}\n')
+    rd = RunDir(run, flush_interval_s=0)
+    good = json.loads((run / "windows.jsonl").read_text().splitlines()[-1])
+    _fill(full_fs)
+    with pytest.raises(ConfigError, match="No space left on device") as err:  # a writer (master, collector)
+        for _ in range(100_000):
+            rd.append("windows.jsonl", [good])
+    assert "\n" not in str(err.value) and "written before are kept" in str(err.value)
+    with pytest.raises(ConfigError, match="No space left"):
+        rd.update_manifest(extra=["x" * 4096] * 64)
+    rd.close()
+    for argv in (["check", str(run)], ["report", str(run)]):
+        code, _, text = cli(argv)
+        assert code == 2 and text.startswith("rmt: error: ") and text.count("\n") == 1, text
+        assert "No space left on device" in text
+    assert json.loads((run / "verdicts.json").read_text()) == {"old": True}  # not half replaced
+    assert not (run / "report.html").exists() and not list(run.glob(".*.tmp"))
+    (full_fs / "filler").unlink()
+    code, _, text = cli(["check", str(run), "--out", str(tmp_path / "out")])  # still readable
+    assert code in (0, 3, 4) and "Traceback" not in text, text
+    assert (tmp_path / "out" / "verdicts.json").exists()

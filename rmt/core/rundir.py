@@ -35,7 +35,7 @@ from typing import Any
 from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 
 from rmt.core.errors import ConfigError
-from rmt.core.jsonfile import read_json
+from rmt.core.jsonfile import read_json, write_text_atomic
 
 MANIFEST = "manifest.json"
 #: The files whose presence says a folder holds a run (the manifest, load windows, collector samples).
@@ -156,15 +156,42 @@ class RunDir:
         text = "\n".join(lines) + "\n" if lines else ""
         with self._lock:
             fh = self._handles.get(name)
-            if fh is None:
-                fh = self._handles[name] = (self.path / name).open("a", encoding="utf-8")
-            fh.write(text)
-            now = time.monotonic()
-            if flush or now - self._last_flush.get(name, 0.0) >= self.flush_interval_s:
-                fh.flush()
-                os.fsync(fh.fileno())
-                self._last_flush[name] = now
+            try:
+                if fh is None:
+                    fh = self._handles[name] = (self.path / name).open("a", encoding="utf-8")
+                fh.write(text)
+                now = time.monotonic()
+                if flush or now - self._last_flush.get(name, 0.0) >= self.flush_interval_s:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    self._last_flush[name] = now
+            except OSError as exc:
+                self._handles.pop(name, None)
+                if fh is not None:
+                    with contextlib.suppress(OSError):
+                        fh.close()
+                raise self._write_failed(self.path / name, exc) from exc
         return len(lines)
+
+    @staticmethod
+    def _write_failed(path: Path, exc: OSError) -> ConfigError:
+        """The one-line error of a write that failed (a full filesystem), after cutting ``path`` back to its last
+        whole record: what was written before stays readable, and a later append starts on a line of its own."""
+        with contextlib.suppress(OSError), path.open("rb+") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                start = max(0, pos - 65536)
+                fh.seek(start)
+                cut = fh.read(pos - start).rfind(b"\n")
+                if cut >= 0:
+                    fh.truncate(start + cut + 1)
+                    break
+                pos = start
+            else:
+                fh.truncate(0)
+        return ConfigError(f"cannot write {path} ({exc.strerror or exc}): free space on that filesystem or choose "
+                           "another run directory (the records written before are kept)")
 
     @staticmethod
     def _check_registered(name: str) -> None:
@@ -174,26 +201,38 @@ class RunDir:
     def flush(self) -> None:
         """Flush every open file to disk."""
         with self._lock:
-            for fh in self._handles.values():
-                fh.flush()
-                os.fsync(fh.fileno())
+            for name, fh in list(self._handles.items()):
+                try:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError as exc:
+                    del self._handles[name]
+                    with contextlib.suppress(OSError):
+                        fh.close()
+                    raise self._write_failed(self.path / name, exc) from exc
 
     def close(self) -> None:
-        """Flush and close every open file."""
-        self.flush()
-        with self._lock:
-            for fh in self._handles.values():
-                fh.close()
-            self._handles.clear()
+        """Flush and close every open file (all are closed even when a flush fails; that failure is raised)."""
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                for fh in self._handles.values():
+                    with contextlib.suppress(OSError):
+                        fh.close()
+                self._handles.clear()
 
     def update_manifest(self, **keys: Any) -> dict[str, Any]:
         """Merge ``keys`` into ``manifest.json`` (atomically replaced); returns the new manifest."""
         with self._lock:
             manifest = self.manifest()
             manifest.update(_clean(keys))
-            tmp = self.path / f".{MANIFEST}.tmp"
-            tmp.write_text(json.dumps(manifest, indent=2, default=_json_default, sort_keys=True))
-            tmp.replace(self.path / MANIFEST)
+            try:
+                write_text_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2, default=_json_default,
+                                                                   sort_keys=True))
+            except OSError as exc:
+                raise ConfigError(f"cannot write {self.path / MANIFEST} ({exc.strerror or exc}): free space on that "
+                                  "filesystem or choose another run directory (the previous manifest is kept)") from exc
             return manifest
 
     # -- reading ----------------------------------------------------------------------------------------------------
