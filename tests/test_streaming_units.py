@@ -21,6 +21,7 @@ from rmt.core.scenario import StreamSpec, parse_scenario
 from rmt.core.windows import WindowState, record_dict
 from rmt.load.streamwire import NO_CANCEL, CancelPlan, StreamResult, draw_cancel
 from rmt.load.windows import WindowBook
+from rmt.run.definition import load_definition, retarget
 from rmt.webui.plugin import RmtWebUI
 from tests.test_check_more import model_memory, stream
 
@@ -200,3 +201,12 @@ def test_starvation_counts_cancelled_streams_as_served() -> None:
     w.cancelled = np.zeros(len(w.t_s))  # the same windows with nothing answered: starved
     (verdict,) = [v for v in StarvationCheck().run(RunInputs(windows=[w]))]
     assert verdict.status == FAIL
+
+
+def test_a_streaming_scenario_retargeted_keeps_streaming() -> None:
+    streaming = retarget(load_definition("streaming"), ["llm"])
+    traffic = parse_scenario(streaming.raw)
+    assert {s.model for s in traffic.streams} == {"llm"} and traffic.pattern("stream").stream == StreamSpec()
+    assert {s.pattern for s in traffic.streams} == {"stream"}
+    unary = parse_scenario(retarget(load_definition("memory_growth"), ["m"]).raw)
+    assert {s.pattern for s in unary.streams} == {"default"}

@@ -195,14 +195,20 @@ def load_definition(name_or_path: str | Path) -> ScenarioDef:
 
 def retarget(definition: ScenarioDef, models: list[str]) -> ScenarioDef:
     """The scenario pointed at the user's ``models``: one stream per model and request priority, inputs from each
-    model's config (the default pattern), phases kept without stream weights, no planted-defect expectations."""
+    model's config (the default pattern; a streaming one when every stream of the scenario streamed), phases kept
+    without stream weights, no planted-defect expectations."""
     if not models or any(not m or "/" in m for m in models):
         raise ConfigError(f"bad --models {','.join(models)!r}: give model names separated by commas, e.g. a,b")
     raw = copy.deepcopy(definition.raw)
     traffic = raw["traffic"]
     priorities = sorted({int(s.get("priority", 0)) for s in traffic["streams"]})
-    traffic["streams"] = [{"model": m, **({"priority": p} if p else {})} for m in models for p in priorities]
-    traffic.pop("patterns", None)
+    patterns = traffic.pop("patterns", None) or {}
+    # A streaming scenario stays one (its models are decoupled): plain streams, no cancellation.
+    streaming = all("stream" in (patterns.get(s.get("pattern", "default")) or {}) for s in traffic["streams"])
+    traffic["streams"] = [{"model": m, **({"priority": p} if p else {}), **({"pattern": "stream"} if streaming else {})}
+                          for m in models for p in priorities]
+    if streaming:
+        traffic["patterns"] = {"stream": {"stream": {}}}
     traffic["phases"] = [{k: v for k, v in ph.items() if k != "weights"} for ph in traffic.get("phases", [])] or \
         [{"name": "main"}]
     checks = dict(raw.get("checks") or {})
