@@ -9,7 +9,7 @@
   unloads the model before loading it again — the non-atomic reload a careless operator (or tool) does, which fails
   the requests that arrive in between (the reload window then starts at the unload).
 
-Records (the checkers' formats, registered in :mod:`rmt.check.records`): every readiness poll in ``readiness.jsonl``;
+Records (the formats of :mod:`rmt.core.records`): every readiness poll in ``readiness.jsonl``;
 ``load_start``/``loaded`` and ``reload_start``/``reload_end`` (detail: the config changes) in ``events.jsonl``.
 """
 
@@ -27,7 +27,6 @@ from typing import Any
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from rmt.check import records as _records  # noqa: F401 - registers readiness.jsonl and events.jsonl
 from rmt.core.errors import ConfigError
 from rmt.core.rundir import RunDir
 
