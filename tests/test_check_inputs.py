@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hdrh.histogram import HdrHistogram
 
 from rmt.check.inputs import load_inputs, memory_kind
 from rmt.check.spec import build_checks
+from rmt.core.hdr import new_histogram
 from rmt.core.rundir import RunDir
 from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
 from rmt.core.windows import LoadWindow, ProbeTrace
@@ -69,7 +69,7 @@ def test_adapter_notes_what_is_missing(tmp_path: Path) -> None:
 
 def _window(t: int, stream: str, model: str, priority: int, ok: int, lat_us: float, in_flight: int = 0,
             protocol: str = "http") -> dict:
-    h = HdrHistogram(1, 600_000_000, 3)  # the load side's histogram range
+    h = new_histogram()  # the load side's histogram
     for _ in range(ok):
         h.record_value(int(lat_us))
     return {"window_start_ns": t * 10**9, "window_s": 1.0, "protocol": protocol, "stream": stream, "model": model,

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import tritonclient.http as httpclient
-from hdrh.histogram import HdrHistogram
 from tritonclient.utils import InferenceServerException
 
 from rmt.commands.server import add_server_arguments, options_from_args
 from rmt.core.errors import SourceUnavailable
+from rmt.core.hdr import clamp_us, new_histogram
 from rmt.core.modelconfig import config_from_json, example_inputs, input_specs
 from rmt.core.procs import stub_rss_bytes
 from rmt.load.streamwire import SseConnection, sse_head
@@ -67,7 +67,7 @@ def smoke_model(client: Any, name: str, requests: int, server_pid: int | None, u
             tensor = httpclient.InferInput(spec.name, list(arrays[spec.name].shape), spec.datatype)
             tensor.set_data_from_numpy(arrays[spec.name], binary_data=True)
             inputs.append(tensor)
-    hist = HdrHistogram(1, 60_000_000, 3)
+    hist = new_histogram()
     instances = max(1, sum(g.count or 1 for g in config.instance_group))
     before: int | None = None
     stream = _streamer(url, name, config, arrays) if config.model_transaction_policy.decoupled else None
@@ -86,7 +86,7 @@ def smoke_model(client: Any, name: str, requests: int, server_pid: int | None, u
         if i == 0:
             result.first_us = elapsed_us
         else:
-            hist.record_value(max(1, int(elapsed_us)))
+            hist.record_value(clamp_us(elapsed_us))
         if i == min(instances, requests) - 1:
             before = _model_rss(server_pid).get(name)  # each instance has paid its one-time imports
     if hist.get_total_count():
