@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rmt.check.base import FAIL, PASS, SKIP, Check
+from rmt.check.base import FAIL, PASS, SKIP, UNDECIDED, Check
 from rmt.check.data import RunInputs, StreamWindows
 from rmt.check.lifecycle_checks import WarmupCheck
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
@@ -50,7 +50,7 @@ def test_leak_reports_every_failing_series() -> None:
 
 def test_pool_growth_only_judges_pool_series() -> None:
     pool = memory_series(2, leak_bytes_per_request=400.0, kind="pool", name="pinned_pool_bytes")
-    flat_pool = memory_series(2, kind="pool", name="pinned_pool_bytes")
+    flat_pool = memory_series(2, kind="pool", name="pinned_pool_bytes", noise_bytes=0.0)  # an exact counter
     assert statuses(PoolGrowthCheck(), RunInputs(memory=[pool])) == [FAIL]
     assert statuses(PoolGrowthCheck(), RunInputs(memory=[flat_pool])) == [PASS]
     assert statuses(PoolGrowthCheck(), RunInputs(memory=[memory_series(2, leak_bytes_per_request=400.0)])) == [SKIP]
@@ -184,7 +184,7 @@ def test_starvation_counts_successful_service_only() -> None:
 def test_priority_is_undecided_on_a_level_that_was_never_served() -> None:
     served = windows("qp/p1", "queue_priority", seconds=20, rate_per_s=50, priority=1, pending=8)
     (v,) = PriorityCheck(required=True).run(RunInputs(windows=[served, _never_served()]))
-    assert v.status == SKIP and v.undecided and "priority 2 had 0 of 2 answered requests served" in v.explanation
+    assert v.status == UNDECIDED and v.undecided and "priority 2 had 0 of 2 answered requests served" in v.explanation
     # enough of both levels served: judged again
     low = windows("qp/p2", "queue_priority", seconds=20, rate_per_s=5, priority=2, latency_us=50_000, seed=4)
     (judged,) = PriorityCheck().evaluate(RunInputs(windows=[served, low]))

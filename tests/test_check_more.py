@@ -3,13 +3,14 @@ its healthy twin (synthetic)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
 from rmt.check.attribution import FragmentationCheck, LeakAttributionCheck
-from rmt.check.base import FAIL, PASS, SKIP, Check
+from rmt.check.base import FAIL, PASS, SKIP, UNDECIDED, WARN, Check
 from rmt.check.data import CounterSeries, FailureEvent, MemorySeries, ModelEvent, RunInputs, StreamWindows
 from rmt.check.inputs import instance_traces
 from rmt.check.lifecycle_checks import (
@@ -25,6 +26,7 @@ from rmt.check.ratelimit import repository_limits
 from rmt.check.records import control_events, warmup_lines
 from rmt.check.sched_checks import RateLimitCheck
 from rmt.check.synthetic import instance_trace, memory_series, windows
+from rmt.check.trend import fit_trend
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import MULTI_GPU_REPOSITORY, ZOO_REPOSITORY
 
@@ -286,16 +288,54 @@ def test_cross_device_saturation_is_the_devices_budget_not_its_instance_count() 
     assert statuses(CrossDeviceCheck({"min_saturated": "5s"}), RunInputs(traces=_budgeted_traces(True))) == [SKIP]
 
 
-def test_short_runs_use_the_short_run_threshold_soaks_keep_the_sensitive_one() -> None:
-    settling = memory_series(7, requests=3_000, samples=120, leak_bytes_per_request=300.0)  # allocator settling
-    (v,) = LeakCheck().evaluate(RunInputs(memory=[settling]))
-    assert v.status == PASS and v.evidence["short_run"] and v.threshold == 4096 * 10_000
-    gross = memory_series(7, requests=3_000, samples=120, leak_bytes_per_request=64 * 1024)
-    assert statuses(LeakCheck(), RunInputs(memory=[gross])) == [FAIL]
-    soak = memory_series(7, requests=12_000, leak_bytes_per_request=100.0)
-    (v,) = LeakCheck().evaluate(RunInputs(memory=[soak]))
-    assert v.status == FAIL and not v.evidence["short_run"]
-    assert statuses(LeakCheck({"short_run": "1k"}), RunInputs(memory=[settling])) == [FAIL]
+def _shaped(rise: Callable[[np.ndarray], np.ndarray], requests: int = 2_000, seed: int = 7) -> MemorySeries:
+    """A 10 Hz, page-rounded RSS series over ``requests`` requests (a default-duration run) shaped by ``rise``."""
+    rng = np.random.default_rng(seed)
+    done = np.cumsum(rng.poisson(requests / 200, 200)).astype(float)
+    values = 150e6 + rise(done) + rng.normal(0.0, 8192, 200)
+    return MemorySeries("process_rss_bytes{model=m}", np.arange(200) / 10.0, done, np.floor(values / 4096) * 4096)
+
+
+def test_the_shape_rule_tells_settling_from_a_sustained_rise_in_a_short_run() -> None:
+    """~2 000 requests: a 2 KiB/request leak fails; a decaying rise, a step, a filled cache pass at the same bound."""
+    cases = {
+        "leak": (lambda r: 2048.0 * r, FAIL),
+        "decaying": (lambda r: 4e6 * (1 - np.exp(-r / 250.0)), PASS),  # allocator settling: 4 MB, 250-request scale
+        "step": (lambda r: np.where(r > 700, 3e6, 0.0), PASS),
+        "cache": (lambda r: 2048.0 * np.minimum(r, 700.0), PASS),  # fills 1.4 MB in 700 requests, then flat
+    }
+    for name, (rise, want) in cases.items():
+        (v,) = LeakCheck().evaluate(RunInputs(memory=[_shaped(rise)]))
+        assert v.status == want, (name, v.explanation)
+        assert v.threshold == 512 * 1024 and "p_value" in v.evidence and "margin" in v.evidence
+    # the same decaying rise judged over its whole span (the old, shapeless statistic) exceeds the bound
+    settling = _shaped(cases["decaying"][0])
+    whole = fit_trend(settling.t_s, settling.requests, settling.values)
+    assert whole is not None and whole.growth_per_10k_bytes > 512 * 1024
+
+
+def test_too_little_data_is_undecided_and_says_how_much_would_decide() -> None:
+    """A threshold-sized growth hidden in the noise of a short run is neither a pass nor a fail."""
+    noisy = memory_series(2, requests=600, samples=60, leak_bytes_per_request=52.4, noise_bytes=256 * 1024)
+    (v,) = LeakCheck().evaluate(RunInputs(memory=[noisy]))
+    assert v.status == UNDECIDED and v.explanation.startswith("undecided")
+    assert v.evidence["requests_to_decide"] > v.evidence["requests_sustained"]
+    few = memory_series(3, requests=600, samples=5)
+    (v,) = LeakCheck().evaluate(RunInputs(memory=[few]))
+    assert v.status == UNDECIDED and "too few samples" in v.explanation
+
+
+def test_significant_growth_below_the_threshold_warns_with_a_projection() -> None:
+    creeping = _shaped(lambda r: 20.0 * r, requests=20_000)  # 20 B/request: below 52 B/request, τ ≈ 1
+    run = RunInputs(memory=[creeping], free_memory={"host": (np.arange(200) / 10.0, np.full(200, 8e9))})
+    (v,) = LeakCheck().evaluate(run)
+    assert v.status == WARN and v.evidence["kendall_tau"] > 0.8 and v.evidence["p_value"] < 1e-4
+    proj = v.evidence["projection"]
+    assert proj["bytes_per_million_requests"] == pytest.approx(20e6, rel=0.15)
+    assert proj["seconds_to_exhaust"] == pytest.approx(8e9 / (20.0 * 1000.0), rel=0.2)  # 1 000 requests/s
+    assert "per million requests" in v.explanation
+    flat = _shaped(lambda r: 0.0 * r, requests=20_000)
+    assert statuses(LeakCheck(), RunInputs(memory=[flat])) == [PASS]
 
 
 @pytest.mark.parametrize("cls", [LeakAttributionCheck, FragmentationCheck, QueuePolicyCheck, ConcurrencyCheck,

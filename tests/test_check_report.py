@@ -37,7 +37,7 @@ def test_verdicts_json_and_junit_agree(tmp_path: Path) -> None:
     verdicts = _verdicts()
     jpath, xpath = write_outputs(verdicts, tmp_path, run_dir="r", spec={"leak": {}})
     doc = json.loads(jpath.read_text())
-    assert doc["passed"] is False and doc["counts"] == {PASS: 1, FAIL: 1, SKIP: 1}
+    assert doc["passed"] is False and doc["counts"] == {PASS: 1, FAIL: 1, SKIP: 1, "warn": 0, "undecided": 0}
     leak = doc["verdicts"][0]
     assert leak["status"] == FAIL and leak["unit"] == "bytes" and leak["measure"] == "leak_growth_per_10k_bytes"
     assert leak["threshold"] == 524288 and leak["evidence"]["plot"]
@@ -123,3 +123,21 @@ def test_cli_checks_file(tmp_path: Path) -> None:
 def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--list"]) == 0
     assert 'leak.max_growth = \'512KiB/10k\'' in capsys.readouterr().out
+
+
+def test_undecided_is_a_skipped_testcase_with_its_reason_and_warn_passes_with_a_warning() -> None:
+    undecided = Verdict("leak", "rss{stub=short}", "undecided", "leak_growth_per_10k_bytes", None, 524288.0, "<=",
+                        "undecided: too few samples after the warm-up")
+    warn = Verdict("leak", "rss{stub=creep}", "warn", "leak_growth_per_10k_bytes", 200000.0, 524288.0, "<=",
+                   "grows 20 B/request; projected 19 MiB per million requests")
+    root = junit_tree([undecided, warn]).getroot()
+    assert root is not None
+    assert root.get("skipped") == "1" and root.get("failures") == "0"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    skipped = cases["rss{stub=short}"].find("skipped")
+    assert skipped is not None and skipped.get("type") == "undecided"
+    assert "too few samples" in str(skipped.get("message"))
+    err = cases["rss{stub=creep}"].find("system-err")
+    assert err is not None and str(err.text).startswith("WARNING: ")
+    assert cases["rss{stub=creep}"].find("failure") is None
+    assert format_table([undecided, warn]).splitlines()[-1] == "0 passed, 0 failed, 0 skipped, 1 warnings, 1 undecided"

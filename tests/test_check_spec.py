@@ -87,13 +87,13 @@ def test_mapping_nested_or_flat_and_precedence() -> None:
     assert nested["priority"] == {"enabled": False}
     merged = merge_specs(nested, flat, parse_spec("leak.alpha=0.001"))
     leak = by_name(merged)["leak"]
-    assert leak.raw == {"max_growth": "4MiB/10k", "alpha": "0.001", "warmup": "10%", "series": "*",
-                        "short_run": "10k", "short_max_growth": "4KiB/request"}
+    assert leak.raw == {"max_growth": "4MiB/10k", "gpu_max_growth": "32MiB/10k", "alpha": "0.001", "warmup": "10%",
+                        "series": "*", "settle": "128KiB", "sustain": 0.5}
 
 
 @pytest.mark.parametrize(("text", "fix"), [
     ("leek.max_growth=1MiB/10k", "unknown check 'leek': use one of leak"),
-    ("leak.max_grow=1MiB/10k", "leak has no parameter 'max_grow': use one of alpha, max_growth"),
+    ("leak.max_grow=1MiB/10k", "leak has no parameter 'max_grow': use one of alpha, gpu_max_growth, max_growth"),
     ("leak.max_growth", "write CHECK.PARAM = VALUE"),
     ("priority=maybe", "write priority = on or priority = off"),
     ("leak.max_growth=1MiB", "check leak: max_growth: '1MiB' is not a growth rate: write SIZE/REQUESTS"),

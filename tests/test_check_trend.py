@@ -11,7 +11,17 @@ from hypothesis import strategies as st
 
 from rmt.check.memory_checks import LeakCheck
 from rmt.check.synthetic import memory_series
-from rmt.check.trend import bin_medians, fit_trend, floor_slope, is_leak, warmup_mask
+from rmt.check.trend import (
+    LEAK,
+    SOUND,
+    bin_medians,
+    decide,
+    fit_trend,
+    floor_slope,
+    is_leak,
+    sustained_growth,
+    warmup_mask,
+)
 
 SEEDS = range(300)
 DEFAULT_LIMIT = LeakCheck().values["max_growth"] * 10_000
@@ -19,16 +29,25 @@ ALPHA = LeakCheck().values["alpha"]
 
 
 def _alarm(series_seed: int, **kw: Any) -> bool:
+    """The leak check's rule: the later half's sustained floor growth decisively above the limit."""
     s = memory_series(series_seed, **kw)
-    trend = fit_trend(s.t_s, s.requests, s.values, warmup_fraction=0.1)
-    assert trend is not None
-    return is_leak(trend, max_growth_per_10k_bytes=DEFAULT_LIMIT, alpha=ALPHA)
+    sus = sustained_growth(s.t_s, s.requests, s.values, warmup_fraction=0.1, min_quantum=4096)
+    assert sus is not None
+    return decide(sus, DEFAULT_LIMIT / 10_000, ALPHA).outcome == LEAK
 
 
-def test_planted_100_bytes_per_request_is_always_detected() -> None:
-    # ~12k requests, 10 % warm-up left out: the fit sees ~10.8k requests, i.e. the sensitivity target.
-    missed = [seed for seed in SEEDS if not _alarm(seed, leak_bytes_per_request=100.0)]
-    assert missed == []
+def _outcome(series_seed: int, **kw: Any) -> str:
+    s = memory_series(series_seed, **kw)
+    sus = sustained_growth(s.t_s, s.requests, s.values, warmup_fraction=0.1, min_quantum=4096)
+    assert sus is not None
+    return decide(sus, DEFAULT_LIMIT / 10_000, ALPHA).outcome
+
+
+def test_planted_100_bytes_per_request_is_detected_and_never_passed() -> None:
+    # ~12k requests, 10 % warm-up left out: the later half sees ~5.4k requests under 64 KiB of noise per sample.
+    outcomes = [_outcome(seed, leak_bytes_per_request=100.0) for seed in SEEDS]
+    assert SOUND not in outcomes  # a miss is "undecided" (run longer), never a pass
+    assert outcomes.count(LEAK) / len(SEEDS) >= 0.97
 
 
 def test_flat_noisy_series_false_alarm_rate_at_most_1_percent() -> None:

@@ -23,18 +23,11 @@ from rmt.check.shape_checks import GraphReplayCheck
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import GPU_REPOSITORY
 from rmt.server import EmbeddedServer, ServerOptions
-from tests.zoo_client import zoo_subset
+from tests.zoo_client import nvml_gpu_count, zoo_subset
 
 pynvml = pytest.importorskip("pynvml")
 BATCHES = (1, 2, 4)
 
-
-def _gpu_count() -> int:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return 0
-    return int(pynvml.nvmlDeviceGetCount())
 
 
 def graph_run(tmp_path: Path, source: Path, gap: str, healthy: str, requests: int = 10) -> dict[str, Any]:
@@ -82,7 +75,7 @@ def assert_gap_vs_twin(result: dict[str, Any], gap: str, healthy: str, kind: str
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(_gpu_count() == 0, reason="needs an NVIDIA GPU (NVML finds none)")
+@pytest.mark.skipif(nvml_gpu_count() == 0, reason="needs an NVIDIA GPU (NVML finds none)")
 def test_cuda_graphs_replayed_after_warmup_and_skipped_shape_runs_eagerly(tmp_path: Path) -> None:
     result = graph_run(tmp_path, GPU_REPOSITORY, "graph_gap_gpu", "graph_gap_gpu_healthy", requests=20)
     for model in ("graph_gap_gpu", "graph_gap_gpu_healthy"):

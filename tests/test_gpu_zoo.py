@@ -13,22 +13,16 @@ import tritonclient.http as httpclient
 
 from rmt.core.resources import GPU_REPOSITORY
 from rmt.server import EmbeddedServer, ServerOptions
-from tests.zoo_client import infer
+from tests.zoo_client import infer, nvml_gpu_count
 
 pynvml = pytest.importorskip("pynvml")
 MIB = 1024 * 1024
 SMALL = np.ones((1, 16), dtype=np.float32)
 
 
-def _gpu_count() -> int:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return 0
-    return int(pynvml.nvmlDeviceGetCount())
 
-
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_gpu_count() == 0, reason="needs an NVIDIA GPU (NVML finds none)")]
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(nvml_gpu_count() == 0, reason="needs an NVIDIA GPU (NVML finds none)")]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmt.check.base import PASS
+from rmt.check.base import FAIL
 from rmt.check.data import MemorySeries
 from rmt.check.memory_checks import LeakCheck
 from rmt.core.windows import WindowState
@@ -35,17 +35,17 @@ def test_leak_preview_flags_the_planted_leak_and_not_its_twin() -> None:
 
 
 def test_leak_preview_is_the_leak_checks_verdict_on_a_short_run() -> None:
-    """200 B/request over 2 000 requests: above the soak threshold (512 KiB/10k) but a short run, which the leak
-    check judges by its short-run threshold (4 KiB/request) — the preview says what ``rmt check`` says."""
+    """400 B/request sustained over 2 000 requests: a leak by the check's shape rule (one threshold, 512 KiB/10k, for
+    short runs and soaks) — the preview says what ``rmt check`` says."""
     memory = LiveMemory()
     for i in range(60):
-        memory.add(float(i), _points(34.0 * i, 50e6 + 200 * 34.0 * i, 50e6))
+        memory.add(float(i), _points(34.0 * i, 50e6 + 400 * 34.0 * i, 50e6))
     key = "process_rss_bytes{model=leaky,name=leaky_0_0}"
     t, r, v = memory.series[key].arrays()
     judged = LeakCheck().judge_series(MemorySeries(key, t, r, v, "memory", "leaky"))
-    assert judged.status == PASS and judged.measured is not None and judged.measured > 512 * 1024
+    assert judged.status == FAIL and judged.measured is not None and judged.measured > 512 * 1024
     row = next(r for r in memory.rows() if r["subject"] == key)
-    assert row["preview"].startswith("leak: ok (limit 39.06 MiB/10k")
+    assert row["preview"].startswith("leak: LEAK? (limit 512.00 KiB/10k"), row["preview"]
 
 
 def test_leak_preview_is_undecided_without_enough_samples() -> None:

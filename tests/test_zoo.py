@@ -181,3 +181,33 @@ def test_queue_priority_timeouts_reject_on_level_2_and_delay_on_level_1(triton_s
     timed_out = [o for o in low if isinstance(o, InferenceServerException)]
     assert timed_out and all("timeout" in str(o.message()).lower() for o in timed_out), timed_out
     assert not any(isinstance(o, InferenceServerException) for o in high), high
+
+
+def shm_region_bytes(server: EmbeddedServer, model: str) -> int:
+    """Bytes the model's own ``/dev/shm`` creep region holds (st_blocks: pages really written)."""
+    regions = list(Path("/dev/shm").glob(f"{server.shm_prefix}rmt_creep_{model}_0_*"))
+    assert len(regions) == 1, regions
+    return regions[0].stat().st_blocks * 512
+
+
+def test_real_world_magnitudes_keep_exactly_their_bytes(
+        triton_server: EmbeddedServer, client: httpclient.InferenceServerClient) -> None:
+    """2 KiB/request kept page by page (no allocator headers), its twin hands them back, a bounded cache stops at
+    its capacity, a GC-like sawtooth returns to its floor, and the shm pool creeps 16 bytes per request."""
+    n = 500
+    leak = rss_growth(triton_server, client, "leak_2k", SMALL, n)
+    twin = rss_growth(triton_server, client, "leak_2k_healthy", SMALL, n)
+    assert 0.9 * n * 2048 <= leak <= n * 2048 + 256 * 1024, leak
+    assert twin < leak - 0.8 * n * 2048, (twin, leak)
+    filled = rss_growth(triton_server, client, "bounded_cache", SMALL, 600)  # 605 requests: past its 1 MiB
+    after = rss_growth(triton_server, client, "bounded_cache", SMALL, n)
+    assert filled >= 0.9 * MIB and after < 128 * 1024, (filled, after)
+    saw = rss_growth(triton_server, client, "gc_sawtooth", SMALL, 123)  # 128 requests in all: one full swing
+    assert saw < 128 * 1024, saw
+    before = shm_region_bytes(triton_server, "pool_creep")
+    for _ in range(n):
+        infer(client, "pool_creep", SMALL)
+        infer(client, "pool_creep_healthy", SMALL)
+    grown = shm_region_bytes(triton_server, "pool_creep") - before
+    assert 16 * n - 4096 <= grown <= 16 * n + 4096, grown
+    assert shm_region_bytes(triton_server, "pool_creep_healthy") <= 4096

@@ -77,3 +77,16 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
+
+
+def nvml_gpu_count() -> int:
+    """GPUs NVML finds (0 without the library, the driver or a GPU): the gpu-marked tests' skip condition."""
+    try:
+        import pynvml
+    except ImportError:
+        return 0
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return 0
+    return int(pynvml.nvmlDeviceGetCount())

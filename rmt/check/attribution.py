@@ -1,10 +1,11 @@
 """Memory checks that explain *what* leaks or fails: leak attribution per request pattern, fragmentation.
 
 Leak attribution: a model's memory series is cut into the load phases its traffic went through; in each phase the
-growth per completed request is fitted (Theil–Sen + Kendall τ, as the leak check does) and then split over the
-request patterns that ran in the phase by non-negative least squares (``slope_phase = Σ share_p × b_p``). With one
-pattern per phase this is exact; a pattern whose bytes per request exceed the threshold, with a significant rising
-trend in a phase it dominates, is named with its shape/dtype — or as an error path when its requests failed.
+growth per completed request is fitted (the leak check's statistics over the whole phase after its warm-up) and
+then split over the request patterns that ran in the phase by non-negative least squares
+(``slope_phase = Σ share_p × b_p``). With one pattern per phase this is exact; a pattern whose bytes per request
+exceed the threshold, with a sustained rise in a phase it dominates, is named with its shape/dtype — or as an error
+path when its requests failed.
 A model that streamed (a decoupled model) is also split by request lifecycle outcome the same way — completed,
 cancelled by the client, timed out, error — so a leak on the cancellation path is pinned on ``outcome:cancelled``.
 
@@ -22,16 +23,19 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-from rmt.check.base import FAIL, PASS, Check, Param, Verdict
+from rmt.check.base import FAIL, PASS, UNDECIDED, Check, Param, Verdict
 from rmt.check.data import FailureEvent, MemorySeries, RunInputs, StreamWindows
 from rmt.check.memory_checks import _alpha, _glob
 from rmt.check.quantity import parse_growth, parse_number
 from rmt.check.records import ALLOCATION_FAILURE
-from rmt.check.trend import PER_REQUESTS, fit_trend
+from rmt.check.trend import LEAK, PER_REQUESTS, SOUND, decide, sustained_growth
+from rmt.check.trend import UNDECIDED as TOO_CLOSE
 from rmt.core.fmt import format_bytes
 
 #: A pattern "dominates" a phase when it issued at least this share of the phase's requests of the model.
 DOMINANT_SHARE = 0.5
+#: What allocator settling can add to a process within one phase (the leak check's ``settle`` default).
+SETTLE_BYTES = 128 * 1024
 #: A pattern whose requests failed at least this often is reported as an error path.
 ERROR_PATH_SHARE = 0.5
 
@@ -83,7 +87,8 @@ class LeakAttributionCheck(Check):
     measure = "leak_attribution_growth_per_10k_bytes"
     unit = "bytes"
     params = (
-        Param("max_growth", "512KiB/10k", parse_growth, "largest tolerated growth of one pattern, SIZE/REQUESTS"),
+        Param("max_growth", "512KiB/10k", parse_growth, "largest tolerated growth of one pattern, SIZE/REQUESTS (the "
+              "leak check's bound, judged by its shape rule on the later half of each phase)"),
         Param("alpha", 0.01, _alpha, "significance level of the trend test within a phase"),
         Param("warmup", 0.1, lambda v: parse_number(v, high=0.9),
               "share of each phase's completed requests left out at its start (phase transitions settle)"),
@@ -110,46 +115,61 @@ class LeakAttributionCheck(Check):
                    kind: str = "pattern") -> list[Verdict]:
         patterns = sorted({p for _, _, req, _ in mix.values() for p, n in req.items() if n > 0})
         rows, slopes, fits = [], [], {}
+        limit_b = self.values["max_growth"]
         for phase, (t0, t1, req, _) in sorted(mix.items(), key=lambda kv: kv[1][0]):
             inside = (s.t_s >= t0) & (s.t_s <= t1)
-            trend = fit_trend(s.t_s[inside], s.requests[inside], s.values[inside],
-                              warmup_fraction=self.values["warmup"])
+            sus = sustained_growth(s.t_s[inside], s.requests[inside], s.values[inside],
+                                   warmup_fraction=self.values["warmup"], share=1.0, to_the_end=False,
+                                   alpha=self.values["alpha"], min_quantum=4096.0)
             total = sum(req.values())
-            if trend is None or total <= 0:
+            if sus is None or total <= 0:
                 continue
-            fits[phase] = trend
+            fits[phase] = (sus, decide(sus, limit_b, self.values["alpha"], SETTLE_BYTES))
             rows.append([req.get(p, 0.0) / total for p in patterns])
-            slopes.append(trend.slope_bytes_per_request)
+            slopes.append(sus.slope_bytes_per_request)
         if not fits:
             return []
         per_pattern, _ = nnls(np.array(rows, dtype=float), np.clip(np.array(slopes, dtype=float), 0.0, None))
-        limit = self.values["max_growth"] * PER_REQUESTS
+        limit = limit_b * PER_REQUESTS
         out = []
         for i, pattern in enumerate(patterns):
             b = float(per_pattern[i])
-            dominated = [ph for ph, t in fits.items() if mix[ph][2].get(pattern, 0.0) / sum(mix[ph][2].values())
+            dominated = [ph for ph in fits if mix[ph][2].get(pattern, 0.0) / sum(mix[ph][2].values())
                          >= DOMINANT_SHARE]
-            significant = [ph for ph in dominated if fits[ph].tau > 0 and fits[ph].p_value < self.values["alpha"]
-                           and fits[ph].growth_per_10k_bytes > limit]
+            significant = [ph for ph in dominated if fits[ph][1].outcome == LEAK]
+            unsure = [ph for ph in dominated if fits[ph][1].outcome == TOO_CLOSE]
+            flat = [ph for ph in dominated if fits[ph][1].outcome == SOUND]
             requests = sum(m[2].get(pattern, 0.0) for m in mix.values())
             failed = sum(m[3].get(pattern, 0.0) for m in mix.values())
             error_path = requests > 0 and failed / requests >= ERROR_PATH_SHARE
-            leaking = b * PER_REQUESTS > limit and bool(significant)
+            # a leak of the pattern grows in every phase the pattern dominates; growth in one of them and none in
+            # another it dominates as much is settling (a cache that filled, an allocator that grew once)
+            leaking = b * PER_REQUESTS > limit and bool(significant) and not flat
             what = (f"pattern {pattern!r}" + (f" ({described[pattern]})" if pattern in described else "")
                     if kind == "pattern" else f"requests {pattern.removeprefix('outcome:')}")
             if error_path:
                 what += f", whose requests failed ({failed:.0f} of {requests:.0f}): the error path"
             grows = f"{format_bytes(b)}/request = {format_bytes(b * PER_REQUESTS)}/10k"
-            explanation = (f"{s.model}: {what} leaks {grows} (significant in phase {', '.join(significant)})"
-                           if leaking else f"{s.model}: {what} grows {grows}, within {format_bytes(limit)}/10k "
-                                           "or without a significant trend in a phase it dominates")
+            status = FAIL if leaking else PASS
+            if leaking:
+                explanation = f"{s.model}: {what} leaks {grows} (sustained in phase {', '.join(significant)})"
+            elif significant and flat:
+                explanation = (f"{s.model}: {what} grew in phase {', '.join(significant)} but not in "
+                               f"{', '.join(flat)}, which it dominates too: settling, not a sustained leak")
+            elif b * PER_REQUESTS > limit and unsure:
+                status = UNDECIDED
+                explanation = (f"undecided: {s.model}: {what} grows {grows}, but phase {', '.join(unsure)} is too "
+                               "short to tell a sustained rise from settling")
+            else:
+                explanation = (f"{s.model}: {what} grows {grows}, within {format_bytes(limit)}/10k or without a "
+                               "sustained rise in a phase it dominates")
             out.append(self.verdict(f"{s.name} / {pattern}", b * PER_REQUESTS, limit, explanation, {
                 "bytes_per_request": b, "error_path": error_path, "requests": requests, "failed": failed,
-                "phases": {ph: {"slope_bytes_per_request": fits[ph].slope_bytes_per_request,
-                                "kendall_tau": fits[ph].tau, "p_value": fits[ph].p_value,
+                "phases": {ph: {"slope_bytes_per_request": sus.slope_bytes_per_request, "kendall_tau": sus.tau,
+                                "p_value": sus.p_value, "margin": dec.margin, "decision": dec.outcome,
                                 "time_range_s": [mix[ph][0], mix[ph][1]], "requests_by_pattern": dict(mix[ph][2])}
-                           for ph in fits},
-            }, status=FAIL if leaking else PASS))
+                           for ph, (sus, dec) in fits.items()},
+            }, status=status))
         return out
 
 

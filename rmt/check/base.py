@@ -20,9 +20,13 @@ from rmt.core.measures import Measure
 PASS = "pass"
 FAIL = "fail"
 SKIP = "skip"
-STATUSES = (PASS, FAIL, SKIP)
+WARN = "warn"
+"""Passes the threshold, but the evidence shows significant sustained growth: a projection, not a failure."""
 UNDECIDED = "undecided"
-"""Evidence key of a skip that says why this subject cannot be judged (see :attr:`Verdict.undecided`)."""
+"""The subject was there but the check cannot judge it: its data cannot decide at the configured confidence (too
+little, or too close to the threshold), or it lacks the kind of evidence the check needs. Never a silent pass; JUnit
+reports it as skipped with the reason. Also the evidence key holding that reason."""
+STATUSES = (PASS, FAIL, SKIP, WARN, UNDECIDED)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class Verdict:
     check: str
     subject: str
     status: str
-    """``pass``, ``fail`` or ``skip`` (no evidence to judge)."""
+    """``pass``, ``fail``, ``skip`` (no evidence to judge), ``warn`` (passes, with significant sustained growth) or
+    ``undecided`` (the evidence cannot decide at the configured confidence)."""
     measure: str
     """Name of the measured quantity (the check's :meth:`Check.measure_entry`)."""
     measured: float | None
@@ -62,9 +67,10 @@ class Verdict:
 
     @property
     def undecided(self) -> bool:
-        """A skip that is a verdict of its own: the check looked at this subject and cannot judge it (evidence of a
-        kind the subject cannot give, e.g. a model without execution traces, or a level that was never served)."""
-        return self.status == SKIP and bool(self.evidence.get(UNDECIDED))
+        """The check looked at this subject and cannot judge it: too little data at the configured confidence, or
+        evidence of a kind the subject cannot give (a model without execution traces, a level never served). Also
+        true of a skip carrying the ``undecided`` evidence key."""
+        return self.status == UNDECIDED or (self.status == SKIP and bool(self.evidence.get(UNDECIDED)))
 
 
 def judge(measured: float, threshold: float, comparison: str) -> str:
@@ -117,7 +123,7 @@ class Check(ABC):
         """:meth:`evaluate`, plus a FAIL when the check was required but every subject was skipped for want of data
         (an undecided subject is an answer: the check says it cannot judge it, which a longer run would not change)."""
         verdicts = self.evaluate(run)
-        if self.required and not any(v.status in (PASS, FAIL) or v.undecided for v in verdicts):
+        if self.required and not any(v.status in (PASS, FAIL, WARN) or v.undecided for v in verdicts):
             verdicts += self.no_evidence("subject with enough data", f"every subject was skipped, but {self.name} "
                                          "was asked for explicitly: record more data or drop the check")
         return verdicts
@@ -132,7 +138,7 @@ class Check(ABC):
     def cannot_judge(self, subject: str, reason: str, evidence: dict[str, Any] | None = None) -> Verdict:
         """An undecided verdict: ``subject`` is there, but this check cannot judge it (``reason`` says why and what
         would let it); never a pass, never a failure, whether or not the check was required."""
-        return Verdict(self.name, subject, SKIP, self.measure, None, None, self.comparison, reason,
+        return Verdict(self.name, subject, UNDECIDED, self.measure, None, None, self.comparison, reason,
                        {**(evidence or {}), UNDECIDED: reason})
 
     def no_evidence(self, what: str, reason: str | None = None) -> list[Verdict]:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rmt.check.base import FAIL, PASS, SKIP, Verdict
+from rmt.check.base import FAIL, PASS, SKIP, STATUSES, UNDECIDED, WARN, Verdict
 from rmt.check.spec import CHECK_MEASURES
 from rmt.core.errors import ConfigError
 from rmt.core.jsonfile import write_text_atomic
@@ -36,8 +36,8 @@ def _unit(measure: str) -> str:
 
 
 def counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
-    """How many verdicts passed, failed and were skipped."""
-    return {s: sum(v.status == s for v in verdicts) for s in (PASS, FAIL, SKIP)}
+    """How many verdicts have each status (passed, failed, skipped, warned, undecided)."""
+    return {s: sum(v.status == s for v in verdicts) for s in STATUSES}
 
 
 def format_table(verdicts: Sequence[Verdict], width: int = 80) -> str:
@@ -52,7 +52,8 @@ def format_table(verdicts: Sequence[Verdict], width: int = 80) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip() for r in rows]
     c = counts(verdicts)
-    lines.append(f"{c[PASS]} passed, {c[FAIL]} failed, {c[SKIP]} skipped")
+    more = (f", {c[WARN]} warnings" if c[WARN] else "") + (f", {c[UNDECIDED]} undecided" if c[UNDECIDED] else "")
+    lines.append(f"{c[PASS]} passed, {c[FAIL]} failed, {c[SKIP]} skipped{more}")
     return "\n".join(lines)
 
 
@@ -84,9 +85,9 @@ def junit_tree(verdicts: Sequence[Verdict], suite: str = "rmt.check") -> ET.Elem
     """JUnit XML: one ``testcase`` per verdict (classname ``rmt.<check>``, name the subject)."""
     c = counts(verdicts)
     root = ET.Element("testsuites", name=suite, tests=str(len(verdicts)), failures=str(c[FAIL]),
-                      skipped=str(c[SKIP]), errors="0")
+                      skipped=str(c[SKIP] + c[UNDECIDED]), errors="0")
     ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(verdicts)), failures=str(c[FAIL]),
-                       skipped=str(c[SKIP]), errors="0")
+                       skipped=str(c[SKIP] + c[UNDECIDED]), errors="0")
     for v in verdicts:
         case = ET.SubElement(ts, "testcase", classname=f"rmt.{v.check}", name=v.subject, time="0")
         measured = _fmt(v.measured, _unit(v.measure))
@@ -98,9 +99,13 @@ def junit_tree(verdicts: Sequence[Verdict], suite: str = "rmt.check") -> ET.Elem
             node.text = json.dumps(_jsonable(v.evidence), indent=1)
         elif v.status == SKIP:
             ET.SubElement(case, "skipped", message=v.explanation)
+        elif v.status == UNDECIDED:
+            ET.SubElement(case, "skipped", type="undecided", message=f"undecided: {v.explanation}")
         else:
             out = ET.SubElement(case, "system-out")
             out.text = f"{v.measure} = {measured} ({v.comparison} {threshold}): {v.explanation}"
+            if v.status == WARN:
+                ET.SubElement(case, "system-err").text = f"WARNING: {v.explanation}"
     ET.indent(root)
     return ET.ElementTree(root)
 

@@ -49,6 +49,10 @@ def register(sub: Any) -> None:
     p.add_argument("--models", metavar="A,B", help="point the scenario at these models")
     p.add_argument("--checks", action="append", default=[], metavar="SPEC",
                    help='extra check spec, e.g. leak.max_growth="1MiB/10k"; repeatable')
+    p.add_argument("--until-decisive", action="store_true",
+                   help="keep the load on until every leak/pool verdict is decided (sequential testing), then stop")
+    p.add_argument("--max-duration", type=float, metavar="S",
+                   help="with --until-decisive: the longest the load may last (default 600 s; phases stretch to it)")
     p.add_argument("--expected", action="store_true",
                    help="exit 0 when every verdict matches its expectation (planted defects fail on purpose)")
     p.set_defaults(func=cmd_run, model_repository=None)  # None: not given (the embedded server takes the zoo)
@@ -71,5 +75,6 @@ def cmd_run(args: Any) -> int:
         raise ConfigError(f"bad --models {args.models!r}: give model names separated by commas, e.g. a,b")
     request = RunRequest(scenario=args.scenario, host=args.host, duration_s=args.duration, workers=args.workers,
                          ui=args.ui, out=args.out, models=models, users=args.users, checks=list(args.checks),
-                         expected=args.expected, server=options_from_args(server_args), server_flags=flags)
+                         expected=args.expected, server=options_from_args(server_args), server_flags=flags,
+                         until_decisive=args.until_decisive, max_duration_s=args.max_duration)
     return Orchestrator(request).run()

@@ -51,6 +51,7 @@ class Expectation:
     subject: str
     """Glob on the verdict's subject."""
     status: str
+    """``fail`` (default), or alternatives such as ``fail|undecided``."""
     why: str = ""
 
     def matches(self, check: str, subject: str) -> bool:

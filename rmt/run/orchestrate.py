@@ -33,6 +33,7 @@ from rmt.core.hosts import base_url
 from rmt.core.records import MODEL_LINES, SERVER_LOG
 from rmt.core.resources import GPU_REPOSITORY, MULTI_GPU_REPOSITORY
 from rmt.core.rundir import RunDir
+from rmt.run.decisive import DEFAULT_MAX_DURATION_S, Decisive
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.interrupt import Interrupts, record_cut_short
 from rmt.run.verdicts import INCOMPLETE, Row, format_rows, judge_run, rows_for
@@ -65,6 +66,10 @@ class RunRequest:
     server_flags: set[str] = field(default_factory=set)
     """The server options the user set explicitly (they win over the scenario's needs)."""
     progress: TextIO = sys.stdout
+    until_decisive: bool = False
+    """Keep the load on until every leak/pool verdict is decided (:mod:`rmt.run.decisive`), at most
+    ``max_duration_s``."""
+    max_duration_s: float | None = None
 
 
 @dataclass
@@ -147,10 +152,17 @@ class Orchestrator:
             raise ConfigError(f"--workers {request.workers}: give 0 (one process) or more worker processes")
         if request.duration_s is not None and request.duration_s <= 0:
             raise ConfigError(f"--duration {request.duration_s:g}: give a positive number of seconds")
+        if request.max_duration_s is not None and not request.until_decisive:
+            raise ConfigError("--max-duration needs --until-decisive: add it, or give --duration instead")
+        if request.until_decisive and request.max_duration_s is not None and request.max_duration_s <= 0:
+            raise ConfigError(f"--max-duration {request.max_duration_s:g}: give a positive number of seconds")
+        if request.until_decisive and self.definition.scenarios:
+            raise ConfigError("--until-decisive runs one scenario: name it instead of a campaign")
         self.out = request.out or Path("runs") / f"{self.definition.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self._gpus: int | None = None
         self.interrupted: int | None = None
         """The signal that cut the last Locust run short (SIGINT/SIGTERM to ``rmt run``), None without one."""
+        self._decisive: Decisive | None = None
 
     def say(self, text: str) -> None:
         """One progress line."""
@@ -169,6 +181,8 @@ class Orchestrator:
     def _effective(self, definition: ScenarioDef, duration_s: float | None) -> ScenarioDef:
         if self.request.models:
             definition = retarget(definition, self.request.models)
+        if self.request.until_decisive:  # the load may last up to the cap; the phases stretch with it
+            duration_s = self.request.max_duration_s or DEFAULT_MAX_DURATION_S
         return scaled(definition, duration_s or definition.duration_s)
 
     def run(self) -> int:
@@ -232,18 +246,30 @@ class Orchestrator:
         self.say(f"[{definition.name}] {definition.description}")
         log = _log_of(server, self.request.server.log_path if "log_path" in self.request.server_flags else None)
         log_from = _log_size(log)
+        self._decisive = Decisive(run_dir, definition.checks, self.request.checks, definition.duration_s) \
+            if self.request.until_decisive else None
         code = self._locust(definition, run_dir, host, server)
         _copy_log(log, log_from, run_dir, bool(server.options.log_verbose) if server is not None else False)
+        notes_decisive = []
+        planned_s = definition.duration_s
+        if self._decisive is not None:
+            outcome = self._decisive.outcome(self.clock())
+            rd = RunDir(run_dir)
+            rd.update_manifest(until_decisive=outcome)
+            rd.close()
+            notes_decisive.append(outcome["text"])
+            if outcome["decided"]:
+                planned_s = 0.0  # stopped on purpose once decided: not a load cut short
         if code == 2:
             raise ConfigError(self._locust_error(run_dir) or f"locust refused the scenario: see {run_dir / LOCUST_LOG}")
-        cut = record_cut_short(run_dir, definition.duration_s, self.interrupted, code)
+        cut = record_cut_short(run_dir, planned_s, self.interrupted, code)
         if cut is not None:
             self.say(f"[{definition.name}] the run is cut short: {cut['reason']}; judging what was recorded")
         elif code not in (0, 3):
             raise RmtError(f"locust exited with code {code}: see {run_dir / LOCUST_LOG}")
         verdicts, notes = judge_run(run_dir, definition.checks, self.request.checks)
         self._report(run_dir)
-        return ScenarioRun(definition, run_dir, rows_for(definition, verdicts), notes)
+        return ScenarioRun(definition, run_dir, rows_for(definition, verdicts), notes_decisive + notes)
 
     def _declared(self) -> dict[str, Any]:
         """The options of a server rmt did not start, as far as the user's flags state them (for the checks)."""
@@ -331,6 +357,10 @@ class Orchestrator:
                          "will be INCOMPLETE)")
             if now > deadline:
                 raise RmtError(f"locust did not finish within {deadline - start:.0f} s: see {run_dir / LOCUST_LOG}")
+            if self._decisive is not None and self._decisive.due(now - start) and self._decisive.look(now - start):
+                self.say(f"[{definition.name}] {self._decisive.reason}: stopping the load")
+                master.send_signal(signal.SIGTERM)  # Locust's own shutdown: quitting hooks, the drain, its checks
+                return master.wait(timeout=120)
             if now >= next_line:
                 sent, failed = _aggregated(stats)
                 elapsed = now - start

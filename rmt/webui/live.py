@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from rmt.check.base import FAIL, PASS, Verdict
+from rmt.check.base import FAIL, PASS, WARN, Verdict
 from rmt.check.data import MemorySeries
 from rmt.check.inputs import COMPLETED, memory_kind
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
@@ -150,9 +150,9 @@ class LiveMemory:
 
 def _preview(verdict: Verdict) -> str:
     """The preview of one verdict: ``LEAK?``/``ok`` with the threshold and trend test, or why it is undecided."""
-    if verdict.status not in (PASS, FAIL):
+    if verdict.status not in (PASS, FAIL, WARN):
         return f"undecided ({verdict.explanation})"
-    word = "LEAK?" if verdict.status == FAIL else "ok"
+    word = {FAIL: "LEAK?", WARN: "ok, growing"}.get(verdict.status, "ok")
     tau, p_value = verdict.evidence.get("kendall_tau"), verdict.evidence.get("p_value")
     test = f", τ={tau:.2f}, p={p_value:.1g}" if isinstance(tau, float) and isinstance(p_value, float) else ""
     return f"{word} (limit {format_bytes(verdict.threshold)}/10k{test})"

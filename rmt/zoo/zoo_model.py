@@ -52,6 +52,16 @@ Parameters (``parameters { key: "..." value { string_value: "..." } }``; all opt
   ``rmt_warmup model=M instance=I start_ns=S end_ns=E mode=sync|background`` (stdout, so the server log).
 - ``init_work_background``: ``true`` (the ``ready_too_early`` defect) starts that work on a background thread and
   returns from ``initialize`` at once, so Triton reports READY before the work ended and the first requests wait.
+- ``keep_bytes_per_request``: bytes written per request into anonymous private mappings and kept (RSS grows by
+  exactly these bytes, page by page: no allocator headers, the real-world magnitudes of hundreds of bytes per
+  request). ``keep_release_every``: every N requests all kept pages are handed back (``MADV_DONTNEED``): 1 is the
+  healthy twin (each request's bytes go back at once), N > 1 a GC-like sawtooth, 0 (default) never — the leak.
+  ``keep_capacity_bytes``: a bounded cache: once it holds this many bytes, new entries overwrite old ones in place,
+  so memory fills early and then stays flat.
+- ``shm_creep_bytes_per_request``: the model owns a region in ``/dev/shm`` named with the server's python-backend
+  prefix (so rmt's shm source sums it with the stub regions) and appends these bytes per request, never reusing
+  them — a shared-memory pool growing a few bytes per request (Triton issue 7481, the 480-byte BLS shm leak).
+  ``shm_creep_reuse``: ``true`` (the twin) writes each request's bytes at the region's start again.
 - ``arena_bytes``: each request reserves ``arena_scale`` (default 16) × its input bytes in a fixed arena of this
   size and keeps it until evicted: blocks are evicted at random while the live bytes plus the new need exceed
   ``arena_fill`` (default 0.9) × the arena, so free space always covers the need. Placement is first fit;
@@ -73,6 +83,7 @@ gets no more data responses, only the final flag.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import random
 import threading
@@ -270,6 +281,77 @@ class _Arena:
         return ""
 
 
+class _Kept:
+    """Bytes kept per request in anonymous private mappings: exact, page-granular RSS growth, and hand-back."""
+
+    CHUNK = 64 << 20
+
+    def __init__(self, per_request: int, release_every: int, capacity: int) -> None:
+        self.per_request = per_request
+        self.release_every = release_every
+        self.capacity = capacity
+        self.payload = b"\x01" * per_request
+        self.chunks: list[mmap.mmap] = []
+        self.pos = 0
+        """Bytes written since the last hand-back (the cursor over the chunks)."""
+        self.requests = 0
+
+    def keep(self) -> None:
+        """Write this request's bytes (in place once the cache is full); hand everything back when it is time."""
+        if self.capacity and self.pos + self.per_request > self.capacity:
+            self.pos = 0  # a full cache: the oldest entries are overwritten
+        left = self.payload
+        while left:
+            index, offset = divmod(self.pos, self.CHUNK)
+            while index >= len(self.chunks):
+                self.chunks.append(mmap.mmap(-1, self.CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+            n = min(len(left), self.CHUNK - offset)
+            self.chunks[index][offset:offset + n] = left[:n]
+            self.pos += n
+            left = left[n:]
+        self.requests += 1
+        if self.release_every and self.requests % self.release_every == 0:
+            for chunk in self.chunks:
+                chunk.madvise(mmap.MADV_DONTNEED)
+            self.pos = 0
+
+
+class _ShmCreep:
+    """A region in ``/dev/shm`` under the server's python-backend prefix that grows by a few bytes per request."""
+
+    def __init__(self, per_request: int, reuse: bool, name: str) -> None:
+        self.payload = b"\x01" * per_request
+        self.reuse = reuse
+        self.path = f"/dev/shm/{_shm_prefix()}rmt_creep_{name}_{os.getpid()}"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.pos = 0
+
+    def grow(self) -> None:
+        """Write this request's bytes at the end (the defect) or at the start (the twin)."""
+        os.pwrite(self.fd, self.payload, 0 if self.reuse else self.pos)
+        if not self.reuse:
+            self.pos += len(self.payload)
+
+    def close(self) -> None:
+        """Remove the region (the model unloads)."""
+        os.close(self.fd)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def _shm_prefix() -> str:
+    """The python backend's shm region prefix, from the server's (the stub's parent's) command line."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        argv = []
+    for arg in argv:
+        if "shm-region-prefix-name=" in arg:
+            return arg.split("shm-region-prefix-name=", 1)[1]
+    return "triton_python_backend_shm_region_"
+
+
 class TritonPythonModel:
     """A zoo model; behaviour comes from the config ``parameters`` (see the module docstring)."""
 
@@ -314,6 +396,12 @@ class TritonPythonModel:
         self.stream_gap_s = int(_param(config, "stream_gap_us", "0") or 0) / 1e6
         self.stream_state_bytes = int(_param(config, "stream_state_bytes", "0") or 0)
         self.stream_release_on_cancel = _param(config, "stream_release_on_cancel", "true") == "true"
+        keep = int(_param(config, "keep_bytes_per_request", "0") or 0)
+        self.kept = _Kept(keep, int(_param(config, "keep_release_every", "0") or 0),
+                          int(_param(config, "keep_capacity_bytes", "0") or 0)) if keep > 0 else None
+        creep = int(_param(config, "shm_creep_bytes_per_request", "0") or 0)
+        self.creep = _ShmCreep(creep, _param(config, "shm_creep_reuse") == "true",
+                               f"{self.model_name}_{self.instance_index}") if creep > 0 else None
         self.init_done = threading.Event()
         work_s = int(_param(config, "init_work_us", "0") or 0) / 1e6
         if work_s <= 0:
@@ -410,6 +498,10 @@ class TritonPythonModel:
             return pb_utils.TritonError("INPUT0 has a negative element: rejected by the model")
         if not self.leak_on_error_only and data.size >= self.leak_min_elements:
             self._leak()
+        if self.kept is not None:
+            self.kept.keep()
+        if self.creep is not None:
+            self.creep.grow()
         self._use_pool()
         if self.arena is not None:
             error = self.arena.reserve(data.nbytes * self.arena_scale)
@@ -483,3 +575,5 @@ class TritonPythonModel:
     def finalize(self) -> None:
         self.leaked.clear()
         self.pool_free.clear()
+        if self.creep is not None:
+            self.creep.close()
