@@ -13,12 +13,15 @@ directories stay under ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions
@@ -29,6 +32,22 @@ DEFINITION = {"description": "rmt's own soak: closed loop on probe, rl_high, rl_
               "traffic": {"mode": "closed", "wait_s": [0.0, 0.002],
                           "streams": [{"model": m} for m in MODELS]},
               "checks": {"only": "starvation"}, "run": {"users": 6}}
+
+
+def _roles(pid: int, deadline_s: float) -> dict[int, str]:
+    """``rmt run`` (pid) and its Locust master and workers, once all three are up."""
+    end = time.monotonic() + deadline_s
+    roles = {pid: "rmt run"}
+    while time.monotonic() < end:
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                cmd = child.cmdline()
+                if any("locust" in part for part in cmd):
+                    roles[child.pid] = "locust worker" if "--worker" in cmd else "locust master"
+        if len(roles) >= 4:
+            break
+        time.sleep(0.5)
+    return roles
 
 
 def main() -> int:
@@ -53,6 +72,8 @@ def main() -> int:
                                   "--no-api", "--sources", "process,triton_metrics", "--interval", "1",
                                   "--duration", f"{seconds + 60:g}"],
                                  stdout=(args.out / "collect.log").open("w"), stderr=subprocess.STDOUT)
+        roles = _roles(run.pid, deadline_s=120)
+        print("rmt's processes: " + ", ".join(f"pid{pid}={role}" for pid, role in sorted(roles.items())), flush=True)
         code = run.wait(timeout=seconds + 600)
         watch.terminate()
         watch.wait(timeout=60)

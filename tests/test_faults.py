@@ -224,3 +224,35 @@ def test_run_directory_on_a_full_filesystem(full_fs: Path, tmp_path: Path) -> No
     code, _, text = cli(["check", str(run), "--out", str(tmp_path / "out")])  # still readable
     assert code in (0, 3, 4) and "Traceback" not in text, text
     assert (tmp_path / "out" / "verdicts.json").exists()
+
+
+def test_collector_sigkilled_and_restarted_into_the_same_run(tmp_path: Path) -> None:
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    run = tmp_path / "run"
+    argv = [*RMT, "collect", "--pid", str(watched.pid), "--out", str(run), "--no-api", "--sources", "process",
+            "--interval", "0.1"]
+    try:
+        first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples = run / "samples.jsonl"
+        _poll("20 samples", lambda: samples.exists() and samples.read_bytes().count(b"\n") >= 20)
+        with samples.open("ab") as fh:  # what a kill mid-write leaves: a torn last line
+            fh.write(b'{"collector":"local","seq":')
+        first.send_signal(signal.SIGKILL)
+        killed_ns = time.time_ns()
+        first.wait(timeout=10)
+        kept = [json.loads(line) for line in samples.read_text().splitlines()[:-1]]
+        assert killed_ns - max(r["t_epoch_ns"] for r in kept) <= 2_000_000_000  # at most 2 s of samples lost
+        subprocess.run([*argv, "--duration", "2"], check=True, capture_output=True, timeout=60)
+    finally:
+        watched.kill()
+        watched.wait(timeout=10)
+    rd = RunDir(run, create=False)
+    declared: dict[int, tuple[str, dict[str, str]]] = {}
+    for rec in rd.read("series.jsonl"):  # a series keeps its id across the restart, no id names two series
+        assert declared.setdefault(rec["id"], (rec["measure"], rec["labels"])) == (rec["measure"], rec["labels"])
+    rows = list(rd.read("samples.jsonl"))  # the torn line was cut: every line reads
+    assert len(rows) > len(kept) + 5
+    seqs = [r["seq"] for r in rows]
+    assert len(set(seqs)) == len(seqs)  # the restart numbers on
+    code, _, err = cli(["check", str(run), "--out", str(tmp_path / "out")])
+    assert code in (0, 3, 4) and "Traceback" not in err, err

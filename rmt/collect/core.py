@@ -28,11 +28,13 @@ cheaper per wake-up), encode nothing, and a read that returns the very list of p
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from rmt.collect.series import Point, Reading, SampleEncoder, SeriesTable
@@ -93,6 +95,8 @@ class Collector:
         self.clock = clock or SystemClock()
         self.flush_interval_s = flush_interval_s
         self.table = SeriesTable(name)
+        if run_dir is not None and (run_dir.path / SERIES_FILE).exists():  # restarted into the same run directory
+            self.table.resume(run_dir.read(SERIES_FILE), _last_seq(run_dir.path / SAMPLES_FILE))
         self._stop = threading.Event()
         self._gate = threading.Lock()
         """Held while running; ``stop()`` releases it: a sampling thread sleeps in ``acquire(timeout=...)``."""
@@ -414,6 +418,17 @@ class Collector:
         with self._lock:
             return [SourceStatus(s.name, s.info, s.timeout_s, s.samples_total, s.errors_total, s.last_error,
                                  s.last_seq, list(s.known_ids)) for s in self.status.values()]
+
+
+def _last_seq(path: Path) -> int:
+    """``seq`` of the last whole record of a samples file (0 when there is none): where a restart goes on."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 65536))
+            lines = fh.read().split(b"\n")[:-1]
+        return int(json.loads(lines[-1])["seq"]) if lines else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _call(source: Source, read: Callable[[], T]) -> tuple[T | None, str]:

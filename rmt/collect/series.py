@@ -9,7 +9,7 @@ import json
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from rmt.core.measures import MEASURES
 from rmt.core.rundir import json_safe
@@ -110,6 +110,20 @@ class SeriesTable:
         self._records: list[SeriesRecord] = []
         self._lock = threading.Lock()
         self._seq = 0
+
+    def resume(self, declared: Iterable[dict[str, Any]], last_seq: int = 0) -> None:
+        """Continue a run directory's series of this collector (a restarted collector): the same series keep their
+        ids, new ones are numbered after them, and record numbers go on from ``last_seq``."""
+        with self._lock:
+            for rec in declared:
+                if rec.get("collector") != self.collector or int(rec["id"]) != len(self._records) + 1:
+                    continue
+                record = SeriesRecord(self.collector, int(rec["id"]), int(rec["seq"]), str(rec["source"]),
+                                      str(rec["measure"]), dict(rec["labels"]), int(rec["t_epoch_ns"]))
+                self._records.append(record)
+                self._ids[(record.measure, labels_of(**record.labels))] = record.id
+                self._seq = max(self._seq, record.seq)
+            self._seq = max(self._seq, last_seq)
 
     def next_seq(self) -> int:
         """The next record number of this collector (series and samples share the counter)."""

@@ -125,6 +125,23 @@ def reading(path: Path | str) -> Iterator[None]:
                           f"{str(exc)[:120]}): {DAMAGED}") from exc
 
 
+def _cut_torn(path: Path) -> None:
+    """Cut a JSONL file back to its last whole line (nothing to do when it ends in a newline or does not exist)."""
+    if not path.exists():
+        return
+    with path.open("rb+") as fh:
+        pos = fh.seek(0, os.SEEK_END)
+        while pos > 0:
+            start = max(0, pos - 65536)
+            fh.seek(start)
+            cut = fh.read(pos - start).rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(start + cut + 1)
+                return
+            pos = start
+        fh.truncate(0)
+
+
 class RunDir:
     """A run directory: append JSONL records, merge manifest keys, read everything back."""
 
@@ -158,6 +175,7 @@ class RunDir:
             fh = self._handles.get(name)
             try:
                 if fh is None:
+                    _cut_torn(self.path / name)  # a writer killed mid-line: the next record starts a line of its own
                     fh = self._handles[name] = (self.path / name).open("a", encoding="utf-8")
                 fh.write(text)
                 now = time.monotonic()
@@ -177,19 +195,8 @@ class RunDir:
     def _write_failed(path: Path, exc: OSError) -> ConfigError:
         """The one-line error of a write that failed (a full filesystem), after cutting ``path`` back to its last
         whole record: what was written before stays readable, and a later append starts on a line of its own."""
-        with contextlib.suppress(OSError), path.open("rb+") as fh:
-            end = fh.seek(0, os.SEEK_END)
-            pos = end
-            while pos > 0:
-                start = max(0, pos - 65536)
-                fh.seek(start)
-                cut = fh.read(pos - start).rfind(b"\n")
-                if cut >= 0:
-                    fh.truncate(start + cut + 1)
-                    break
-                pos = start
-            else:
-                fh.truncate(0)
+        with contextlib.suppress(OSError):
+            _cut_torn(path)
         return ConfigError(f"cannot write {path} ({exc.strerror or exc}): free space on that filesystem or choose "
                            "another run directory (the records written before are kept)")
 
