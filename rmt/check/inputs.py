@@ -41,6 +41,7 @@ from hdrh.histogram import HdrHistogram
 from rmt.check import records
 from rmt.check.data import CounterSeries, InstanceTrace, MemorySeries, ModelLimits, RunInputs, StreamWindows
 from rmt.check.ratelimit import model_limits, repository_limits
+from rmt.check.restarts import per_lifetime, restart_losses, restart_times, server_gaps
 from rmt.core.errors import ConfigError
 from rmt.core.hdr import new_histogram
 from rmt.core.measures import MEASURES
@@ -111,7 +112,11 @@ def load_inputs(run: RunDir) -> RunInputs:
     live_configs(manifest, inputs)
     if (run.path / SAMPLES_FILE).exists():
         series = load_series(run)
-        inputs.memory = memory_series(series)
+        restarts = restart_times(series)
+        inputs.memory = per_lifetime(memory_series(series), restarts)
+        start = manifest.get("load_start_ns")
+        origin = start if isinstance(start, int) else None
+        inputs.losses += restart_losses(restarts, origin) + server_gaps(series, origin)
         inputs.counters = counter_series(series)
         inputs.free_memory = free_memory(series)
         if not inputs.memory:
