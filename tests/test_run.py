@@ -53,11 +53,11 @@ def test_memory_growth_catches_each_planted_leak_and_passes_each_twin(tmp_path: 
     rss = [v for v in verdicts(out) if v["subject"].startswith("process_rss_bytes")]
     status = by_model(rss, "leak")
     assert status["leak_host"] == "fail" and status["leak_on_error"] == "fail", status
-    # leak_on_shape leaks in the big-shape phase only: not sustained to the end, so leak does not fail it (a step);
+    # leak_on_shape leaks in the big-shape phase only: to the whole-run rule a step (any verdict is accepted);
     # leak_attribution names it. Twins in a 10 s run (~100 requests each) pass or are undecided, never fail.
     big = [v["status"] for v in rss if v["check"] == "leak_attribution" and "model=leak_on_shape," in v["subject"]
            and v["subject"].endswith("/ big")]
-    assert status["leak_on_shape"] != "fail" and big == ["fail"], (status, big)
+    assert big == ["fail"], (status, big)
     assert all(status[f"{m}_healthy"] in ("pass", "warn", "undecided") for m in ("leak_host", "leak_on_shape",
                                                                                   "leak_on_error")), status
     judged = {v["subject"].split("{", 1)[0] for v in verdicts(out) if v["check"] in ("leak", "pool")}

@@ -64,7 +64,7 @@ class Row:
             return CAUGHT
         if status == WARN:
             status = PASS
-        if status != self.expected:
+        if status not in allowed:
             return UNEXPECTED
         return CAUGHT if status == FAIL else HEALTHY
 
