@@ -108,6 +108,9 @@ class ServerOptions:
     metrics_interval_ms: int | None = None
     log_verbose: int = 0
     pinned_memory_pool_bytes: int | None = None
+    cache_size_bytes: int | None = None
+    """Triton's local response cache of this many bytes (``--cache-config local,size=N``, the wheel's
+    ``caches`` folder as ``--cache-directory``); ``None``: no cache (models with ``response_cache`` are not cached)."""
     exit_timeout_s: int = 30
     extra_args: list[str] = field(default_factory=list)
     """Raw tritonserver flags appended as given, e.g. ``--metrics-config=summary_latencies=true``."""
@@ -138,6 +141,8 @@ class ServerOptions:
         for name, port in (("http", self.http_port), ("grpc", self.grpc_port), ("metrics", self.metrics_port)):
             if port is not None and not 0 < port < 65536:
                 raise ConfigError(f"bad --{name}-port {port}: use 1-65535, or leave it out for a free port")
+        if self.cache_size_bytes is not None and self.cache_size_bytes <= 0:
+            raise ConfigError(f"bad --cache-size-bytes {self.cache_size_bytes}: give the cache size in bytes (> 0)")
         if self.log_verbose < 0 or self.exit_timeout_s < 0:
             raise ConfigError("--log-verbose and --exit-timeout must not be negative")
 
@@ -343,6 +348,9 @@ class EmbeddedServer:
             cmd.append(f"--metrics-interval-ms={opts.metrics_interval_ms}")
         if opts.pinned_memory_pool_bytes is not None:
             cmd.append(f"--pinned-memory-pool-byte-size={opts.pinned_memory_pool_bytes}")
+        if opts.cache_size_bytes is not None:
+            cmd += [f"--cache-config=local,size={opts.cache_size_bytes}",
+                    f"--cache-directory={install.server_dir / 'caches'}"]
         return cmd + list(opts.extra_args)
 
     def _launch(self, install: TritonInstall) -> None:

@@ -94,7 +94,7 @@ def test_parser_keeps_raw_counters_and_labels() -> None:
         assert points[("nv_inference_request_failure",
                        labels_of(model="leak_host", reason="BACKEND", version="1"))] == 2
         assert points[("nv_gpu_memory_used_bytes", labels_of(gpu_uuid="GPU-1"))] == 1.5e9
-        assert not [m for m, _ in points if m.startswith("nv_cache")]  # not kept
+        assert points[("nv_cache_num_hits_per_model", labels_of(model="x", version="1"))] == 3
 
 
 @pytest.mark.parametrize("text", ["<html><body>hello</body></html>", 'nv_inference_count{model="a" 3',

@@ -18,8 +18,8 @@ from rmt.run.orchestrate import scaled
 from rmt.run.verdicts import CAUGHT, HEALTHY, SKIPPED, UNEXPECTED, Row, format_rows, rows_for
 
 SCENARIOS = ["memory_growth", "fragmentation", "rate_limit", "weights_plenty", "fairness", "priority",
-             "priority_starvation", "warmup", "reconfig", "cross_device", "cross_device_global", "streaming",
-             "streaming_gpu"]
+             "priority_starvation", "warmup", "reconfig", "streaming", "stateful", "cross_device",
+             "cross_device_global", "streaming_gpu"]
 
 
 def test_catalogue_is_complete_and_every_scenario_parses() -> None:

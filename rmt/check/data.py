@@ -204,5 +204,13 @@ class RunInputs:
     losses: list[dict[str, Any]] = field(default_factory=list)
     """What the run lost (manifest ``losses``: dead workers, interruption, server restarts); see
     :mod:`rmt.check.completeness`."""
+    sequences: list[dict[str, Any]] = field(default_factory=list)
+    """Sequences as the load drove them (``sequences.jsonl``, fields of ``rmt.load.stateful.SequenceRecord``)."""
+    shm_records: list[dict[str, Any]] = field(default_factory=list)
+    """Shared-memory regions rmt created, step by step (``shm.jsonl``, fields of ``rmt.load.shmio.ShmRecord``)."""
+    traffic: dict[str, Any] = field(default_factory=dict)
+    """The run's ``traffic`` section as written (``rmt.load`` scenario format: patterns, streams)."""
+    cache_size_bytes: int | None = None
+    """The embedded server's response-cache size (``--cache-config local,size=N``), None when unknown or off."""
     run_path: Path | None = None
     """The run directory read (checks that need its raw records, e.g. capacity's per-step histograms)."""

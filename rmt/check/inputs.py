@@ -52,7 +52,9 @@ from rmt.core.records import (
     MODEL_CONTROL_FILE,
     MODEL_LINES,
     READINESS_FILE,
+    SEQUENCES_FILE,
     SERVER_LOG,
+    SHM_FILE,
 )
 from rmt.core.rundir import LOSSES, RunDir
 from rmt.core.samples import SAMPLES_FILE, Series, load_series
@@ -67,7 +69,8 @@ STEADY_AFTER_SHARE = 0.2
 WARMUP_PHASE = "warmup"
 """Windows of a phase with this name never count as steady state."""
 #: Per-model cumulative counters read for the black-box checks.
-COUNTERS = ("nv_inference_compute_infer_duration_us", "nv_inference_exec_count", "nv_inference_request_success")
+COUNTERS = ("nv_inference_compute_infer_duration_us", "nv_inference_exec_count", "nv_inference_request_success",
+            "nv_cache_num_hits_per_model", "nv_cache_num_misses_per_model")
 FAILED_FIELDS = ("failed_timeout", "failed_rejected", "failed_server", "failed_client")
 
 
@@ -126,6 +129,8 @@ def load_inputs(run: RunDir) -> RunInputs:
     traffic = scenario_traffic(manifest)
     inputs.patterns = pattern_descriptions(traffic)
     inputs.promised_responses = promised_responses(traffic)
+    inputs.traffic = traffic
+    inputs.cache_size_bytes = int(options["cache_size_bytes"]) if options.get("cache_size_bytes") else None
     if (run.path / WINDOWS_FILE).exists():
         inputs.windows = stream_windows(run.read(WINDOWS_FILE), stream_timeouts(traffic))
     else:
@@ -136,6 +141,8 @@ def load_inputs(run: RunDir) -> RunInputs:
     control, polls = records.control_events(run.read(MODEL_CONTROL_FILE))
     inputs.events = sorted(records.model_events(run.read(EVENTS_FILE)) + control, key=lambda e: e.t_s)
     inputs.readiness = records.readiness_timelines(run.read(READINESS_FILE), polls)
+    inputs.sequences = list(run.read(SEQUENCES_FILE))
+    inputs.shm_records = list(run.read(SHM_FILE))
     log = run.path / SERVER_LOG
     if log.exists():
         inputs.server_log = log.read_text(errors="replace").splitlines()

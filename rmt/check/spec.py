@@ -19,9 +19,11 @@ from typing import Any
 
 from rmt.check.attribution import FragmentationCheck, LeakAttributionCheck
 from rmt.check.base import Check
+from rmt.check.cache_checks import CacheBoundedCheck, CacheHitRatioCheck
 from rmt.check.capacity_checks import SloCheck
 from rmt.check.completeness import NAME as COMPLETENESS
 from rmt.check.completeness import CompletenessCheck
+from rmt.check.composing import ComposingAttributionCheck
 from rmt.check.lifecycle_checks import (
     CrossDeviceCheck,
     ReadinessCheck,
@@ -31,6 +33,7 @@ from rmt.check.lifecycle_checks import (
     WarmupExecutedCheck,
 )
 from rmt.check.memory_checks import LeakCheck, PoolGrowthCheck
+from rmt.check.path_checks import SequenceSlotsCheck, ShmBackendGrowthCheck, ShmRegionsCheck
 from rmt.check.queue_checks import ConcurrencyCheck, QueuePolicyCheck
 from rmt.check.sched_checks import (
     FairnessCheck,
@@ -50,6 +53,8 @@ CHECKS: dict[str, type[Check]] = {c.name: c for c in (
     FairnessCheck, StarvationCheck, WeightsCheck, PriorityCheck, QueuePolicyCheck, WarmupCheck, WarmupExecutedCheck,
     ReadinessCheck, ReloadCheck, ReloadLimitCheck, CrossDeviceCheck, ShapeWarmupCheck, GraphReplayCheck, SloCheck,
     FirstResponseCheck, StreamCompletenessCheck, CompletenessCheck,
+    SequenceSlotsCheck, ShmRegionsCheck, ShmBackendGrowthCheck, CacheHitRatioCheck, CacheBoundedCheck,
+    ComposingAttributionCheck,
 )}
 
 #: The measure of every check, by name (units and directions of the verdicts' ``measured`` values).

@@ -37,6 +37,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--metrics-interval-ms", type=int, metavar="MS", help="metrics update interval")
     g.add_argument("--log-verbose", type=int, default=0, metavar="N", help="tritonserver log verbosity")
     g.add_argument("--pinned-memory-pool-bytes", type=int, metavar="BYTES", help="pinned memory pool size")
+    g.add_argument("--cache-size-bytes", type=int, metavar="BYTES",
+                   help="Triton's local response cache of this size (--cache-config local,size=BYTES)")
     g.add_argument("--exit-timeout", type=int, default=30, metavar="S", help="graceful shutdown timeout")
     g.add_argument("--ready-timeout", type=float, default=180.0, metavar="S", help="how long to wait for ready")
     g.add_argument("--server-log", type=Path, metavar="FILE", help="keep tritonserver's log in FILE")
@@ -53,7 +55,7 @@ def options_from_args(args: Any) -> ServerOptions:
         load_models=list(args.load_model), metrics_interval_ms=args.metrics_interval_ms,
         log_verbose=args.log_verbose, pinned_memory_pool_bytes=args.pinned_memory_pool_bytes,
         exit_timeout_s=args.exit_timeout, extra_args=list(args.server_arg), ready_timeout_s=args.ready_timeout,
-        log_path=args.server_log,
+        log_path=args.server_log, cache_size_bytes=args.cache_size_bytes,
     )
 
 

@@ -101,6 +101,11 @@ TRITON_METRICS = table("triton_metrics", (
     ("nv_cpu_memory_total_bytes", "bytes", "none", "host memory size (machine-wide)"),
     ("nv_cpu_memory_used_bytes", "bytes", "lower", "host memory in use, machine-wide (MemTotal-MemAvailable)"),
     ("nv_cpu_utilization", "ratio", "none", "host CPU utilization 0..1 (machine-wide)"),
+    ("nv_cache_num_hits_per_model", "count", "none", "response-cache hits (cumulative, per model)"),
+    ("nv_cache_num_misses_per_model", "count", "none", "response-cache misses (cumulative, per model)"),
+    ("nv_cache_num_entries", "count", "none", "entries in the response cache (server-wide, per metrics interval)"),
+    ("nv_cache_num_evictions", "count", "none", "response-cache evictions (cumulative, server-wide)"),
+    ("nv_cache_util", "ratio", "none", "share of the response cache in use 0..1 (server-wide)"),
 ))
 
 #: Source ``model_stats`` (:mod:`rmt.collect.model_stats`): Triton's ``v2/models/stats``, raw.

@@ -8,6 +8,8 @@ Any writer may append to these files; the checkers and the report read them by f
   (``reload_start``/``reload_end`` with the new limit in ``detail``) or the end of a warmup.
 - ``readiness.jsonl`` — :class:`ReadinessRecord`: one poll of ``GET v2/models/<m>/ready`` by a readiness poller.
 - ``capacity_control.jsonl`` — :class:`StepDecision`: how the capacity sweep's live controller ended each step.
+- ``sequences.jsonl`` — :class:`SequenceRecord`: one sequence the load drove (length, outcome, reclaim probe).
+- ``shm.jsonl`` — :class:`ShmRecord`: one step in the life of a shared-memory region the load created.
 
 Plain files beside them: :data:`SERVER_LOG` (the server's log, copied by ``rmt run``), :data:`MODEL_LINES` (the zoo
 models' own log lines) and :data:`MODEL_CONTROL_FILE` (an external driver's model-control actions, read when present).
@@ -23,6 +25,13 @@ FAILURES_FILE = "failures.jsonl"
 EVENTS_FILE = "events.jsonl"
 READINESS_FILE = "readiness.jsonl"
 CAPACITY_CONTROL_FILE = "capacity_control.jsonl"
+SEQUENCES_FILE = "sequences.jsonl"
+SHM_FILE = "shm.jsonl"
+#: How a sequence ended (``SequenceRecord.outcome``) and what its reclaim probe found (``SequenceRecord.probe``).
+SEQUENCE_OUTCOMES = ("ended", "abandoned", "failed", "open")
+SEQUENCE_PROBES = ("reclaimed", "live", "error")
+#: Steps of a shared-memory region's life (``ShmRecord.event``).
+SHM_EVENTS = ("create", "register", "unregister", "destroy", "error", "status")
 MODEL_CONTROL_FILE = "model_control.jsonl"
 """Model-control actions (``model``, ``action``, ``requested_ns``, ``returned_ns``, ``ok``, ``config_changes``,
 ``last_not_ready_ns``, ``first_ready_ns``), read by field name when a driver wrote them."""
@@ -114,3 +123,56 @@ def parse_step_name(name: str) -> tuple[int, float] | None:
     """``(0-based index, offered rate)`` of a step phase name, or None for another phase."""
     m = _STEP.match(name)
     return (int(m.group("index")) - 1, float(m.group("rate"))) if m else None
+
+
+@dataclass
+class SequenceRecord:
+    """One sequence as rmt drove it (``sequences.jsonl``)."""
+
+    t_ns: int
+    """Epoch ns the record was written (its last step, or its probe)."""
+    model: str
+    stream: str
+    correlation_id: str
+    id_kind: str
+    """``uint64`` or ``string``."""
+    start_ns: int
+    """Epoch ns the START step was answered."""
+    last_ns: int
+    """Epoch ns the last step was answered."""
+    length: int
+    """Steps the sequence was meant to have."""
+    steps: int
+    """Steps answered successfully."""
+    outcome: str
+    """One of :data:`SEQUENCE_OUTCOMES`: END answered, abandoned on purpose, a step failed, still open at the end."""
+    idle_us: int
+    """The model's ``max_sequence_idle_microseconds``."""
+    probe_after_s: float
+    """Abandoned: the probe was due this long after the idle timeout."""
+    probe_ns: int = 0
+    """Epoch ns the probe was answered (0: not probed)."""
+    probe: str = ""
+    """One of :data:`SEQUENCE_PROBES` (``reclaimed``: Triton refused the step; ``live``: it still held the sequence)."""
+    probe_error: str = ""
+
+
+@dataclass
+class ShmRecord:
+    """One step in the life of a region rmt created (``shm.jsonl``)."""
+
+    t_ns: int
+    """Epoch ns of the step."""
+    event: str
+    """One of :data:`SHM_EVENTS`; ``status``: the process's final look at the server and ``/dev/shm``."""
+    region: str
+    """Triton region name (``status``: the process's prefix)."""
+    byte_size: int = 0
+    pid: int = 0
+    """The load process that created it."""
+    detail: str = ""
+    """The error message (``error``), or for ``status`` the names still registered / still in ``/dev/shm``."""
+    registered_left: int = 0
+    """``status``: regions under the prefix the server still has registered (-1: could not ask)."""
+    files_left: int = 0
+    """``status``: ``/dev/shm`` entries under the prefix still present."""

@@ -79,6 +79,10 @@ FILES: dict[str, RunFile] = _files(
             "model lifecycle events: load, warmup, reload windows (with the new limit)"),
     RunFile("readiness.jsonl", "a readiness poller", "rmt.core.records.ReadinessRecord",
             "model readiness polls (GET v2/models/<m>/ready), one line per poll"),
+    RunFile("sequences.jsonl", "rmt.load.stateful", "rmt.core.records.SequenceRecord",
+            "one sequence of a sequence-batcher model as the load drove it: length, outcome, reclaim probe"),
+    RunFile("shm.jsonl", "rmt.load.shmio", "rmt.core.records.ShmRecord",
+            "system shared-memory regions the load created, registered, unregistered and unlinked; a final status"),
     RunFile("capacity_control.jsonl", "rmt.capacity.controller", "rmt.core.records.StepDecision",
             "capacity sweep: one line per step with how the live controller ended it (stable, saturated, ...)"),
 )

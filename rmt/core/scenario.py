@@ -44,6 +44,7 @@ from typing import Any
 
 from rmt.core.errors import ConfigError
 from rmt.core.jsonfile import read_json
+from rmt.core.pathspec import CacheSpec, SequenceSpec, ShmSpec, parse_cache, parse_sequence, parse_shm
 
 MODES = ("closed", "open")
 ARRIVALS = ("constant", "poisson")
@@ -104,6 +105,17 @@ class Pattern:
     """perf_analyzer ``--input-data`` steps (each ``{input name: values or {content, shape}}``)."""
     stream: StreamSpec | None = None
     """Streaming requests (to a decoupled model) and their cancellation; ``None``: unary inferences."""
+    sequence: SequenceSpec | None = None
+    """Requests form sequences (see :mod:`rmt.core.pathspec`)."""
+    shm: ShmSpec | None = None
+    """Tensors travel in system shared memory."""
+    cache: CacheSpec | None = None
+    """The response-cache hit/miss mix."""
+
+    @property
+    def stateful(self) -> bool:
+        """Whether requests are built per request (sequence, shared memory or cache mix) instead of pre-encoded."""
+        return self.sequence is not None or self.shm is not None or self.cache is not None
 
     def for_input(self, name: str) -> InputPattern:
         """The pattern of input ``name``."""
@@ -285,7 +297,8 @@ def _input_pattern(value: Any, path: str, has_input_data: bool) -> InputPattern:
 def parse_pattern(name: str, value: Any, base: Path | None = None) -> Pattern:
     """One entry of ``patterns``."""
     path = f"patterns.{name}"
-    spec = _mapping(value, path, ("dtype", "shape", "data", "batch_size", "inputs", "stream"))
+    spec = _mapping(value, path, ("dtype", "shape", "data", "batch_size", "inputs", "stream", "sequence", "shm",
+                                  "cache"))
     data = spec.get("data")
     input_data: tuple[dict[str, Any], ...] = ()
     if isinstance(data, Mapping):
@@ -302,7 +315,10 @@ def parse_pattern(name: str, value: Any, base: Path | None = None) -> Pattern:
                           "\"data\": {\"input_data\": ...}")
     batch = _number(spec.get("batch_size", 1), f"{path}.batch_size", minimum=1, integer=True)
     stream = parse_stream_spec(spec["stream"], f"{path}.stream") if "stream" in spec else None
-    return Pattern(name, batch, default, per_input, input_data, stream)
+    return Pattern(name, batch, default, per_input, input_data, stream,
+                   parse_sequence(spec["sequence"], f"{path}.sequence") if "sequence" in spec else None,
+                   parse_shm(spec["shm"], f"{path}.shm") if "shm" in spec else None,
+                   parse_cache(spec["cache"], f"{path}.cache") if "cache" in spec else None)
 
 
 def parse_stream_spec(value: Any, path: str) -> StreamSpec:

@@ -23,6 +23,7 @@ from rmt.core.modelconfig import config_from_json
 from rmt.core.scenario import Scenario, parse_scenario
 from rmt.load.payloads import ID_WIDTH, Pool, build_pool, resolve_stream
 from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
+from rmt.load.shmio import ShmRegistry, require_local
 from rmt.load.windows import WindowBook
 
 _ENGINES: weakref.WeakKeyDictionary[Any, TrafficEngine] = weakref.WeakKeyDictionary()
@@ -99,6 +100,12 @@ class TrafficEngine:
         self._id_prefix = b""
         self.start_mono_ns = 0
         self.epoch_offset_ns = time.time_ns() - time.perf_counter_ns()
+        self.path_records: dict[str, list[dict[str, Any]]] = {}
+        """Records of the stateful paths (sequences, shared memory) not yet shipped, by run-directory file."""
+        self.shm = ShmRegistry(self.note)
+        """Every shared-memory region this process created."""
+        self.stateful: list[Any] = []
+        """The users' :class:`~rmt.load.stateful.StatefulStream` objects (closed when the load drains)."""
 
     # -- configuration -------------------------------------------------------------------------------------------------
     def configure(self, plan: Plan) -> None:
@@ -147,11 +154,34 @@ class TrafficEngine:
             self._pools[key] = pools
         return self._pools[key]
 
-    def validate(self, fetch: Any) -> None:
-        """Resolve every stream against the server now (raises the first ConfigError before any load)."""
+    def validate(self, fetch: Any, host: str | None = None) -> None:
+        """Resolve every stream against the server now (raises the first ConfigError before any load); a
+        shared-memory pattern needs ``host`` to be this machine."""
         scenario = self.require_scenario()
         for stream in scenario.streams:
-            resolve_stream(stream, scenario.pattern(stream.pattern), self.model_config(stream.model, fetch))
+            pattern = scenario.pattern(stream.pattern)
+            if pattern.shm is not None and host is not None:
+                require_local(host)
+            resolve_stream(stream, pattern, self.model_config(stream.model, fetch))
+
+    # -- stateful paths ------------------------------------------------------------------------------------------------
+    def note(self, name: str, record: dict[str, Any]) -> None:
+        """Keep one record for the run-directory file ``name`` (shipped with the next report)."""
+        self.path_records.setdefault(name, []).append(record)
+
+    def take_records(self) -> dict[str, list[dict[str, Any]]]:
+        """The records kept since the last call, by file."""
+        out, self.path_records = self.path_records, {}
+        return out
+
+    def close_paths(self) -> None:
+        """Close the users' stateful streams (unfinished sequences recorded), release every shared-memory region of
+        this process (the load drained) and record what is left."""
+        now = time.time_ns()
+        for stream in self.stateful:
+            stream.close(now)
+        self.stateful.clear()
+        self.shm.close_all()
 
     # -- hot-path helpers ----------------------------------------------------------------------------------------------
     def next_id(self) -> bytes:

@@ -47,6 +47,10 @@ class ResolvedStream:
     """The model returns the probe's ``TRACE`` output (INT64, 7 per row)."""
     streaming: bool = False
     """The pattern streams (a decoupled model): gRPC ``ModelStreamInfer`` / HTTP ``generate_stream``."""
+    outputs: tuple[InputSpec, ...] = ()
+    """The model's outputs (shared-memory outputs are requested by name)."""
+    idle_us: int = 0
+    """The sequence batcher's ``max_sequence_idle_microseconds`` (0: no sequence batcher)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Pool:
     batch_sizes: tuple[int, ...] = ()
     sse: tuple[tuple[bytes, bytes], ...] = ()
     """Streaming over HTTP: ``generate_stream`` JSON bodies as ``(head, tail)``, the request id between them."""
+    arrays: tuple[dict[str, np.ndarray], ...] = ()
+    """The bodies' arrays, kept for patterns whose requests are built per request (:attr:`Pattern.stateful`)."""
 
 
 def _fail(stream: Stream, message: str) -> ConfigError:
@@ -107,9 +113,12 @@ def resolve_stream(stream: Stream, pattern: Pattern, config: Any) -> ResolvedStr
                                 "nonzero default_timeout_microseconds of its queue policy): set one in the model's "
                                 "dynamic_batching queue policy, or drop timeout_us")
     _check_streaming(stream, pattern, config)
-    traced = any(o.name == TRACE_OUTPUT and o.datatype == "INT64" and o.dims == (TRACE_WIDTH,)
-                 for o in output_specs(config))
-    return ResolvedStream(stream, pattern, chosen, batched, traced, pattern.stream is not None)
+    _check_paths(stream, pattern, config)
+    outputs = tuple(output_specs(config))
+    traced = any(o.name == TRACE_OUTPUT and o.datatype == "INT64" and o.dims == (TRACE_WIDTH,) for o in outputs)
+    idle = int(config.sequence_batching.max_sequence_idle_microseconds or 1_000_000) \
+        if config.HasField("sequence_batching") else 0
+    return ResolvedStream(stream, pattern, chosen, batched, traced, pattern.stream is not None, outputs, idle)
 
 
 def _check_streaming(stream: Stream, pattern: Pattern, config: Any) -> None:
@@ -122,6 +131,25 @@ def _check_streaming(stream: Stream, pattern: Pattern, config: Any) -> None:
     if pattern.stream is None and decoupled:
         raise _fail(stream, f"model {stream.model!r} is decoupled (it streams its responses) but pattern "
                             f"{pattern.name!r} is unary: give the pattern a \"stream\": {{}} section")
+
+
+def _check_paths(stream: Stream, pattern: Pattern, config: Any) -> None:
+    """The stateful paths a pattern asks for exist on the model (sequence batcher, response cache)."""
+    model = stream.model
+    sequenced = config.HasField("sequence_batching")
+    if pattern.sequence is not None and not sequenced:
+        raise _fail(stream, f"model {model!r} has no sequence batcher (sequence_batching), pattern {pattern.name!r} "
+                            "sends sequences: drop the pattern's \"sequence\" or use a model with sequence_batching")
+    if sequenced and pattern.sequence is None:
+        raise _fail(stream, f"model {model!r} has a sequence batcher: every request needs a sequence id; give "
+                            f"pattern {pattern.name!r} a \"sequence\": {{\"length\": 4}}")
+    if pattern.cache is not None and not config.response_cache.enable:
+        raise _fail(stream, f"model {model!r} has no response cache, pattern {pattern.name!r} sets a cache hit "
+                            "ratio: add response_cache { enable: true } to the model config (and start tritonserver "
+                            "with --cache-config local,size=N) or drop the pattern's \"cache\"")
+    if pattern.shm is not None and any(s.datatype == "BYTES" for s in input_specs(config)):
+        raise _fail(stream, f"model {model!r} takes BYTES inputs: rmt sends only fixed-size tensors through shared "
+                            "memory; drop the pattern's \"shm\"")
 
 
 def _check_input(stream: Stream, spec: InputSpec, wanted: InputPattern) -> None:
@@ -234,8 +262,8 @@ def _arrays(resolved: ResolvedStream, k: int, rng: random.Random,
     return arrays
 
 
-def _parameters(stream: Stream) -> dict[str, int]:
-    params: dict[str, int] = {}
+def _parameters(stream: Stream) -> dict[str, Any]:
+    params: dict[str, Any] = {}
     if stream.priority:
         params["priority"] = stream.priority
     if stream.timeout_us:
@@ -243,27 +271,67 @@ def _parameters(stream: Stream) -> dict[str, int]:
     return params
 
 
-def encode_http(resolved: ResolvedStream, arrays: dict[str, np.ndarray]) -> HttpBody:
-    """A binary-extension HTTP body; the id goes between ``json_head`` and ``json_tail``."""
+Placement = dict[str, dict[str, Any]]
+"""Tensor name → shared-memory parameters (``shared_memory_region``, ``shared_memory_byte_size``,
+``shared_memory_offset``) for tensors that travel in shared memory."""
+
+
+def encode_http(resolved: ResolvedStream, arrays: dict[str, np.ndarray], extra: dict[str, Any] | None = None,
+                shm: Placement | None = None) -> HttpBody:
+    """A binary-extension HTTP body; the id goes between ``json_head`` and ``json_tail``. ``extra``: request
+    parameters (sequence flags); ``shm``: tensors placed in shared memory (inputs carry no bytes then; shared-memory
+    outputs are requested by name, the other outputs in binary)."""
     inputs, chunks = [], []
+    shm = shm or {}
     for spec in resolved.inputs:
-        raw = _tensor_bytes(arrays[spec.name], spec.datatype)
-        inputs.append({"name": spec.name, "shape": list(arrays[spec.name].shape), "datatype": spec.datatype,
-                       "parameters": {"binary_data_size": len(raw)}})
-        chunks.append(raw)
-    params: dict[str, Any] = {**_parameters(resolved.stream), "binary_data_output": True}
-    tail = json.dumps({"inputs": inputs, "parameters": params}, separators=(",", ":"))
+        head: dict[str, Any] = {"name": spec.name, "shape": list(arrays[spec.name].shape), "datatype": spec.datatype}
+        if spec.name in shm:
+            head["parameters"] = shm[spec.name]
+        else:
+            raw = _tensor_bytes(arrays[spec.name], spec.datatype)
+            head["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        inputs.append(head)
+    params: dict[str, Any] = {**_parameters(resolved.stream), **(extra or {}), "binary_data_output": True}
+    body: dict[str, Any] = {"inputs": inputs}
+    if any(o.name in shm for o in resolved.outputs):
+        body["outputs"] = [{"name": o.name, "parameters": shm.get(o.name, {"binary_data": True})}
+                           for o in resolved.outputs]
+    body["parameters"] = params
+    tail = json.dumps(body, separators=(",", ":"))
     batch = resolved.pattern.batch_size if resolved.batched else 1
     return HttpBody(b'{"id":"', ('",' + tail[1:]).encode(), b"".join(chunks), batch)
 
 
-def encode_grpc(resolved: ResolvedStream, arrays: dict[str, np.ndarray]) -> bytes:
-    """A serialized ``ModelInferRequest`` without an id (append :func:`grpc_id_field` per request)."""
+def _grpc_param(param: Any, value: Any) -> None:
+    """Set an ``InferParameter`` from a Python value (bool, int or str)."""
+    if isinstance(value, bool):
+        param.bool_param = value
+    elif isinstance(value, int):
+        param.int64_param = value
+    else:
+        param.string_param = str(value)
+
+
+def encode_grpc(resolved: ResolvedStream, arrays: dict[str, np.ndarray], extra: dict[str, Any] | None = None,
+                shm: Placement | None = None) -> bytes:
+    """A serialized ``ModelInferRequest`` without an id (append :func:`grpc_id_field` per request); ``extra`` and
+    ``shm`` as for :func:`encode_http`."""
     request = service_pb2.ModelInferRequest(model_name=resolved.stream.model)
+    shm = shm or {}
     for spec in resolved.inputs:
         tensor = request.inputs.add(name=spec.name, datatype=spec.datatype)
         tensor.shape.extend(arrays[spec.name].shape)
-        request.raw_input_contents.append(_tensor_bytes(arrays[spec.name], spec.datatype))
+        if spec.name in shm:
+            for key, value in shm[spec.name].items():
+                _grpc_param(tensor.parameters[key], value)
+        else:
+            request.raw_input_contents.append(_tensor_bytes(arrays[spec.name], spec.datatype))
+    if any(o.name in shm for o in resolved.outputs):
+        for out in resolved.outputs:
+            wanted = request.outputs.add(name=out.name)
+            for key, value in shm.get(out.name, {}).items():
+                _grpc_param(wanted.parameters[key], value)
     stream = resolved.stream
     if stream.priority:
         request.parameters["priority"].uint64_param = stream.priority
@@ -271,6 +339,8 @@ def encode_grpc(resolved: ResolvedStream, arrays: dict[str, np.ndarray]) -> byte
         request.parameters["timeout"].int64_param = stream.timeout_us
     if resolved.streaming:
         request.parameters["triton_enable_empty_final_response"].bool_param = True
+    for key, value in (extra or {}).items():
+        _grpc_param(request.parameters[key], value)
     return bytes(request.SerializeToString())
 
 
@@ -305,6 +375,7 @@ def build_pool(resolved: ResolvedStream, scenario: Scenario, protocol: str, *, s
     grpc: list[bytes] = []
     sse: list[tuple[bytes, bytes]] = []
     batches: list[int] = []
+    kept: list[dict[str, np.ndarray]] = []
     used = 0
     for k in range(wanted):
         arrays = _arrays(resolved, k, rng, nprng)
@@ -313,10 +384,12 @@ def build_pool(resolved: ResolvedStream, scenario: Scenario, protocol: str, *, s
             break
         used += size
         batches.append(pattern.batch_size if resolved.batched else 1)
-        if protocol == "http" and resolved.streaming:
+        if pattern.stateful:
+            kept.append(arrays)
+        elif protocol == "http" and resolved.streaming:
             sse.append(encode_sse(resolved, arrays))
         elif protocol == "http":
             http.append(encode_http(resolved, arrays))
         else:
             grpc.append(encode_grpc(resolved, arrays))
-    return Pool(resolved, tuple(http), tuple(grpc), tuple(batches), tuple(sse))
+    return Pool(resolved, tuple(http), tuple(grpc), tuple(batches), tuple(sse), tuple(kept))

@@ -137,7 +137,8 @@ class TritonTraffic:
                 grpc = all(issubclass(u, TritonGrpcUser) for u in self.environment.user_classes)
                 target = (grpc_host(self.environment) if grpc else "") or self.environment.host
                 host, port = split_host(target, 8001 if grpc else 8000)
-                engine.validate(fetch_config_grpc(f"{host}:{port}") if grpc else fetch_config_http(f"{host}:{port}"))
+                engine.validate(fetch_config_grpc(f"{host}:{port}") if grpc else fetch_config_http(f"{host}:{port}"),
+                                host)
         except ConfigError as exc:
             # Before any greenlet or worker exists: one line, no traceback, exit code 2.
             print(f"rmt: error: {exc}", file=sys.stderr, flush=True)
@@ -202,8 +203,15 @@ class TritonTraffic:
             self.run_dir.append("traces.jsonl", data["traces"])
         if self.run_dir is not None and data.get("failures"):
             self.run_dir.append("failures.jsonl", data["failures"])
+        self._append_records(data.get("records") or {})
         self._watermarks[client_id] = math.inf if data.get("final") else float(data.get("upto", 0))
         self._write(min(self._watermarks.values(), default=0.0))
+
+    def _append_records(self, records: dict[str, list[dict[str, Any]]]) -> None:
+        """The stateful paths' records (sequences, shared-memory regions), by run-directory file."""
+        for name, rows in records.items():
+            if self.run_dir is not None and rows:
+                self.run_dir.append(name, rows)
 
     def _write(self, upto: float) -> None:
         """Append (and forget) every pending window that ends at or before ``upto`` (epoch ns)."""
@@ -236,9 +244,10 @@ class TritonTraffic:
             left = engine.wait_idle(timeout)
             if left:
                 log.error("rmt: %d request(s) still in flight after %.0f s: their outcomes are missing", left, timeout)
+            engine.close_paths()
             self._absorb("local", {"windows": _wire_windows(engine.book.close(self._clock_ns(), final=True)),
                                    "traces": engine.book.take_traces(), "failures": engine.book.failures.take(),
-                                   "final": True})
+                                   "records": engine.take_records(), "final": True})
         self._flush()
 
     def _watch_workers(self, runner: Any) -> None:
@@ -272,6 +281,10 @@ class TritonTraffic:
     def _on_quitting(self, environment: Any, **_kw: Any) -> None:
         if self._watcher is not None:
             self._watcher.kill(block=False)
+        engine = self.engine
+        if engine is not None and is_local(environment):  # users' on_stop ran after the drain: their last records
+            engine.close_paths()
+            self._append_records(engine.take_records())
         self._flush()
         if self.run_dir is not None:
             self.run_dir.close()
@@ -288,7 +301,7 @@ class TritonTraffic:
             return
         now = self._clock_ns()
         data["rmt"] = {"windows": _wire_windows(engine.book.close(now)), "traces": engine.book.take_traces(),
-                       "failures": engine.book.failures.take(),
+                       "failures": engine.book.failures.take(), "records": engine.take_records(),
                        "upto": now - now % NS_PER_S}
 
     def _on_drain(self, environment: Any, msg: Any, **_kw: Any) -> None:
@@ -299,9 +312,11 @@ class TritonTraffic:
         if left:
             log.error("rmt: %d request(s) still in flight at drain: their outcomes are missing", left)
         gevent.sleep(0)
+        engine.close_paths()
         environment.runner.send_message(MSG_FINAL, {
             "windows": _wire_windows(engine.book.close(self._clock_ns(), final=True)),
-            "traces": engine.book.take_traces(), "failures": engine.book.failures.take(), "final": True})
+            "traces": engine.book.take_traces(), "failures": engine.book.failures.take(),
+            "records": engine.take_records(), "final": True})
 
 
 def is_local(environment: Any) -> bool:

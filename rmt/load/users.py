@@ -26,11 +26,14 @@ from rmt.core.errors import ConfigError
 from rmt.core.hosts import split_host
 from rmt.load.engine import TrafficEngine, engine_for
 from rmt.load.grpcwire import MODEL_INFER
-from rmt.load.payloads import ID_WIDTH, Pool, grpc_id_field
+from rmt.load.payloads import ID_WIDTH, Pool, encode_grpc, encode_http, grpc_id_field
 from rmt.load.pinning import IDLE, FreePicker, active, claim_stream, total_dedicated
+from rmt.load.shmio import ShmControl, grpc_control, http_control
+from rmt.load.stateful import Prepared, StatefulStream
 from rmt.load.streamwire import CancelPlan, GrpcStreamConnection, SseConnection, StreamResult, draw_cancel, sse_head
 from rmt.load.streamwire import stream_trace as _stream_trace
 from rmt.load.transport import (
+    CLIENT,
     OK,
     OUTCOMES,
     HttpConnection,
@@ -98,12 +101,48 @@ class _Lane:
     protocol = ""
     request_type = ""
 
-    def __init__(self, pools: list[Pool]) -> None:
+    def __init__(self, pools: list[Pool], engine: TrafficEngine | None = None,
+                 make_control: Callable[[], ShmControl] | None = None) -> None:
         self.pools = pools
         self.cursor = [random.randrange(max(1, len(p.batch_sizes))) for p in pools]
+        self.stateful: list[StatefulStream | None] = [None] * len(pools)
+        """Per stream: the builder of its requests when its pattern is stateful (sequence, shm, cache)."""
+        if engine is not None:
+            for i, pool in enumerate(pools):
+                if pool.resolved.pattern.stateful:
+                    built = StatefulStream(pool, engine.note, engine.shm, make_control, random.Random(),
+                                           owner=(self.protocol, pool.resolved.stream.name))
+                    self.stateful[i] = built
+                    engine.stateful.append(built)
 
     def infer(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
         """Send one request of ``stream``: ``(outcome, batch, reply bytes, error, trace source)``."""
+        builder = self.stateful[stream]
+        if builder is None:
+            return self.infer_pooled(stream, request_id)
+        try:
+            prepared = builder.next()
+        except Exception as exc:  # a region could not be created or registered: the request fails, no load stops
+            builder.failed_before_send(time.time_ns())
+            return CLIENT, 1, 0, f"shared memory: {type(exc).__name__}: {exc}", None
+        outcome, batch, length, error, source = self.send_prepared(stream, prepared, request_id)
+        builder.done(prepared, outcome == OK, time.time_ns())
+        return outcome, batch, length, error, source
+
+    def probe(self, stream: int, request_id: bytes) -> None:
+        """Send a due reclaim probe of ``stream``'s abandoned sequences (unbooked: not part of the load)."""
+        builder = self.stateful[stream]
+        prepared = builder.probe(time.time_ns()) if builder is not None else None
+        if builder is not None and prepared is not None:
+            outcome, _, _, error, _ = self.send_prepared(stream, prepared, request_id)
+            builder.probe_done(prepared, outcome == OK, error, time.time_ns())
+
+    def infer_pooled(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
+        """Send the next pre-encoded body of ``stream``."""
+        raise NotImplementedError
+
+    def send_prepared(self, stream: int, prepared: Prepared, request_id: bytes) -> tuple[int, int, int, str, Any]:
+        """Encode and send one request built by a :class:`StatefulStream`."""
         raise NotImplementedError
 
     def trace(self, source: Any) -> Any:
@@ -115,21 +154,35 @@ class _Lane:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release the connection."""
+        """Release the connection and the stateful streams' regions."""
+        now = time.time_ns()
+        for builder in self.stateful:
+            if builder is not None:
+                builder.close(now)
 
 
 class _HttpLane(_Lane):
     protocol, request_type = "http", "HTTP"
 
-    def __init__(self, pools: list[Pool], host: str, port: int, timeout_s: float) -> None:
-        super().__init__(pools)
+    def __init__(self, pools: list[Pool], host: str, port: int, timeout_s: float,
+                 engine: TrafficEngine | None = None) -> None:
+        super().__init__(pools, engine, lambda: http_control(f"{host}:{port}"))
+        self.authority = f"{host}:{port}"
         self.conn = HttpConnection(host, port, timeout_s)
-        self.wires = [[HttpWire(f"{host}:{port}", p.resolved.stream.model, b, ID_WIDTH) for b in p.http] for p in pools]
+        self.wires = [[HttpWire(self.authority, p.resolved.stream.model, b, ID_WIDTH) for b in p.http] for p in pools]
         self.sse_conn = SseConnection(host, port, timeout_s)
         self.sse = [[(sse_head(f"{host}:{port}", p.resolved.stream.model, len(h) + ID_WIDTH + len(t)) + h, t)
                      for h, t in p.sse] for p in pools]
 
-    def infer(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
+    def send_prepared(self, stream: int, prepared: Prepared, request_id: bytes) -> tuple[int, int, int, str, Any]:
+        """Encode ``prepared`` as a binary-extension body and send it."""
+        resolved = self.pools[stream].resolved
+        body = encode_http(resolved, prepared.arrays, prepared.extra, prepared.placement)
+        outcome, reply, head, error = self.conn.infer(HttpWire(self.authority, resolved.stream.model, body, ID_WIDTH),
+                                                      request_id)
+        return outcome, body.batch_size, len(reply), error, (reply, head)
+
+    def infer_pooled(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
         wires = self.wires[stream]
         k = self.cursor[stream] = (self.cursor[stream] + 1) % len(wires)
         wire = wires[k]
@@ -147,6 +200,7 @@ class _HttpLane(_Lane):
         return self.sse_conn.stream((head, request_id, tail), plan), 1
 
     def close(self) -> None:
+        super().close()
         self.conn.close()
         self.sse_conn.close()
 
@@ -154,12 +208,20 @@ class _HttpLane(_Lane):
 class _GrpcLane(_Lane):
     protocol, request_type = "grpc", "gRPC"
 
-    def __init__(self, pools: list[Pool], conn: GrpcStreamConnection) -> None:
-        super().__init__(pools)
+    def __init__(self, pools: list[Pool], conn: GrpcStreamConnection, engine: TrafficEngine | None = None,
+                 url: str = "") -> None:
+        super().__init__(pools, engine, lambda: grpc_control(url))
         self.conn = conn
         self.block = conn.block(MODEL_INFER)
 
-    def infer(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
+    def send_prepared(self, stream: int, prepared: Prepared, request_id: bytes) -> tuple[int, int, int, str, Any]:
+        """Encode ``prepared`` as a ``ModelInferRequest`` and send it."""
+        pool = self.pools[stream]
+        body = encode_grpc(pool.resolved, prepared.arrays, prepared.extra, prepared.placement)
+        outcome, reply, error = self.conn.infer(self.block, (body, _ID_TAG, request_id))
+        return outcome, pool.batch_sizes[0], len(reply), error, reply
+
+    def infer_pooled(self, stream: int, request_id: bytes) -> tuple[int, int, int, str, Any]:
         pool = self.pools[stream]
         k = self.cursor[stream] = (self.cursor[stream] + 1) % len(pool.grpc)
         outcome, reply, error = self.conn.infer(self.block, (pool.grpc[k], _ID_TAG, request_id))
@@ -174,6 +236,7 @@ class _GrpcLane(_Lane):
         return self.conn.stream((pool.grpc[k], _ID_TAG, request_id), plan), pool.batch_sizes[k]
 
     def close(self) -> None:
+        super().close()
         self.conn.close()
 
 
@@ -296,6 +359,8 @@ class TritonUser(User):
         skey = self._skeys[stream][phase]
         book = engine.book
         request_id = engine.next_id()
+        if lane.stateful[stream] is not None:
+            lane.probe(stream, request_id)
         sent = time.perf_counter_ns()
         book.on_sent(skey, sent + engine.epoch_offset_ns)
         if self._streaming[stream] is not None:
@@ -364,7 +429,7 @@ class TritonHttpUser(TritonUser):
         """One HTTP connection to ``--host``."""
         host, port = split_host(self.host or self.environment.host, 8000)
         pools = self.engine.pools("http", f"{host}:{port}", fetch_config_http(f"{host}:{port}"))
-        return _HttpLane(pools, host, port, self.engine.require_scenario().network_timeout_s)
+        return _HttpLane(pools, host, port, self.engine.require_scenario().network_timeout_s, self.engine)
 
 
 class TritonGrpcUser(TritonUser):
@@ -383,4 +448,4 @@ class TritonGrpcUser(TritonUser):
         url = f"{host}:{port}"
         conn = GrpcStreamConnection(host, port, self.engine.require_scenario().network_timeout_s)
         pools = self.engine.pools("grpc", url, fetch_config_grpc(url))
-        return _GrpcLane(pools, conn)
+        return _GrpcLane(pools, conn, self.engine, url)

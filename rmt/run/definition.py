@@ -39,7 +39,7 @@ LOCUSTFILES = SCENARIOS
 ANY_LOCUSTFILE = SCENARIOS / "any.py"
 CAMPAIGN = "campaign"
 _SERVER_KEYS = ("rate_limit", "rate_limit_resources", "model_control_mode", "load_models", "metrics_interval_ms",
-                "log_verbose", "extra_args")
+                "log_verbose", "extra_args", "cache_size_bytes")
 _RUN_KEYS = ("users", "spawn_rate", "duration_s", "server", "actions", "expect", "requires_gpus", "scenarios")
 
 

@@ -33,6 +33,7 @@ from rmt.core.hosts import base_url
 from rmt.core.records import MODEL_LINES, SERVER_LOG
 from rmt.core.resources import GPU_REPOSITORY, MULTI_GPU_REPOSITORY
 from rmt.core.rundir import RunDir
+from rmt.load.shmio import require_local_for
 from rmt.run.decisive import DEFAULT_MAX_DURATION_S, Decisive
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.interrupt import Interrupts, record_cut_short
@@ -135,7 +136,7 @@ def server_options(request: RunRequest, needs: dict[str, Any]) -> ServerOptions:
         updates["model_control_mode"] = needs["model_control_mode"]
         if "load_models" not in request.server_flags:
             updates["load_models"] = list(needs.get("load_models") or [])
-    for key in ("metrics_interval_ms", "log_verbose"):
+    for key in ("metrics_interval_ms", "log_verbose", "cache_size_bytes"):
         if key not in request.server_flags and key in needs:
             updates[key] = needs[key]
     return replace(opts, **updates)
@@ -195,6 +196,8 @@ class Orchestrator:
         needs = self.definition.server if self.definition.scenarios else plan[0][0].server
         self.out.mkdir(parents=True, exist_ok=True)
         if self.request.host:
+            for definition, _ in plan:  # before the server is asked anything
+                require_local_for(definition.raw, self.request.host)
             check_reachable(self.request.host)
             return self._all(plan, None)
         options = server_options(self.request, needs)

@@ -68,6 +68,8 @@ Parameters (``parameters { key: "..." value { string_value: "..." } }``; all opt
   ``arena_compact``: ``false`` (the ``fragmenting_pool`` defect) fails the request with ``arena: failed to allocate N
   bytes (free M bytes, largest hole H bytes)`` when no hole fits, ``true`` (healthy) slides the live blocks together
   and retries, so it never fails.
+- Sequences (``sequence_state_bytes``, ``sequence_idle_reclaim``) and BLS calls (``bls_target``,
+  ``bls_keep_responses``): see ``zoo_state.py``.
 
 Decoupled models (``model_transaction_policy { decoupled: true }``) stream: each request gets ``stream_responses``
 (default 4) responses through its response sender, ``stream_gap_us`` apart (the first after ``execute_delay_us``,
@@ -86,6 +88,7 @@ import json
 import mmap
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -93,6 +96,9 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))  # zoo_state.py lies beside the real file
+from zoo_state import BlsCaller, SequenceStates
 
 TRACE_FIELDS = ("pid", "instance_index", "exec_index", "start_ns", "end_ns", "device_id", "cold")
 GRAPH_FIELDS = ("mode", "configured", "graphs", "checksum")
@@ -402,6 +408,8 @@ class TritonPythonModel:
         creep = int(_param(config, "shm_creep_bytes_per_request", "0") or 0)
         self.creep = _ShmCreep(creep, _param(config, "shm_creep_reuse") == "true",
                                f"{self.model_name}_{self.instance_index}") if creep > 0 else None
+        self.sequences = SequenceStates(config) if config.get("sequence_batching") else None
+        self.bls = BlsCaller(config, self.encode) if _param(config, "bls_target") else None
         self.init_done = threading.Event()
         work_s = int(_param(config, "init_work_us", "0") or 0) / 1e6
         if work_s <= 0:
@@ -493,6 +501,12 @@ class TritonPythonModel:
     def _one(self, request: Any) -> Any:
         tensor = pb_utils.get_input_tensor_by_name(request, "INPUT0")
         data = np.array(np.from_dlpack(tensor), copy=True)  # own the bytes: the request's buffer goes away
+        if self.sequences is not None:
+            self.sequences.step(request)
+        if self.bls is not None:
+            data = self.bls.call(data)
+            if isinstance(data, pb_utils.TritonError):
+                return data
         if self.error_on_negative and data.size and float(data.min()) < 0:
             self._leak()
             return pb_utils.TritonError("INPUT0 has a negative element: rejected by the model")
@@ -577,3 +591,5 @@ class TritonPythonModel:
         self.pool_free.clear()
         if self.creep is not None:
             self.creep.close()
+        if self.bls is not None:
+            self.bls.kept.clear()
