@@ -5,7 +5,8 @@
   (each stream's requests × its pattern's ``hit_ratio``), within ``tolerance`` plus the first use of each repeated
   body (a miss by construction). A cache that never hits (no ``--cache-config``) fails here.
 - ``cache_bounded``: with the cache on, the server process's memory grows over the load by at most the configured
-  cache size + ``margin``, and over the load's second half by at most ``max_late_growth`` (Triton's later QA: a
+  cache size + ``margin``, and over the load's second half (or of its ``phase``, one where the cache's traffic runs
+  alone) by at most ``max_late_growth`` (Triton's later QA: a
   10 MB cache, 10k random inputs, growth ≤ 2 MB) while misses continue there (no late misses: undecided).
 """
 
@@ -90,6 +91,13 @@ class CacheHitRatioCheck(Check):
                             f"({hits:.0f} hits, {misses:.0f} misses)", evidence)
 
 
+def phase_span(run: RunInputs, phase: str) -> tuple[float, float] | None:
+    """(first window start, last window end) in seconds of the windows issued in ``phase``, or None."""
+    starts = [float(t) for w in run.windows if w.phase is not None
+              for t, p in zip(w.t_s, w.phase, strict=False) if p == phase]
+    return (min(starts), max(starts) + 1.0) if starts else None
+
+
 class CacheBoundedCheck(Check):
     """The server's memory stays within the response cache's size while misses keep inserting."""
 
@@ -101,7 +109,9 @@ class CacheBoundedCheck(Check):
                     "growth tolerated over the second half of the load"),
               Param("margin", "16MiB", lambda v: parse_size(str(v)),
                     "growth beyond the cache size tolerated over the whole load"),
-              Param("series", "process_rss_bytes*role=server*", str, "the server memory series (glob)"))
+              Param("series", "process_rss_bytes*role=server*", str, "the server memory series (glob)"),
+              Param("phase", "", str, "judge only this phase of the load (one where the cache's traffic runs alone), "
+                    "'' for the whole load"))
 
     def evaluate(self, run: RunInputs) -> list[Verdict]:
         """One verdict per server memory series, when the run had the cache on and cache misses."""
@@ -113,10 +123,16 @@ class CacheBoundedCheck(Check):
         series = [s for s in run.memory if fnmatch.fnmatchcase(s.name, self.values["series"])]
         if not misses or not series:
             return self.no_evidence("server memory and nv_cache_num_misses_per_model series")
-        return [self._judge(s, misses, run.cache_size_bytes) for s in series]
+        span = phase_span(run, self.values["phase"]) if self.values["phase"] else None
+        if self.values["phase"] and span is None:
+            return self.no_evidence(f"load windows of phase {self.values['phase']!r}")
+        return [self._judge(s, misses, run.cache_size_bytes, span) for s in series]
 
-    def _judge(self, s: Any, misses: list[CounterSeries], cache_bytes: int) -> Verdict:
+    def _judge(self, s: Any, misses: list[CounterSeries], cache_bytes: int,
+               span: tuple[float, float] | None) -> Verdict:
         ok = np.isfinite(s.values)
+        if span is not None:
+            ok &= (s.t_s >= span[0]) & (s.t_s <= span[1])
         t, v = s.t_s[ok], s.values[ok]
         limit = float(self.values["max_late_growth"])
         if len(v) < 4:

@@ -23,7 +23,7 @@ from rmt.core.modelconfig import config_from_json
 from rmt.core.scenario import Scenario, parse_scenario
 from rmt.load.payloads import ID_WIDTH, Pool, build_pool, resolve_stream
 from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
-from rmt.load.shmio import ShmRegistry, require_local
+from rmt.load.shmio import ShmRegistry, prestart_tracker, require_local
 from rmt.load.windows import WindowBook
 
 _ENGINES: weakref.WeakKeyDictionary[Any, TrafficEngine] = weakref.WeakKeyDictionary()
@@ -112,6 +112,8 @@ class TrafficEngine:
         """Adopt ``plan`` (a new run: windows and pools start afresh)."""
         self.plan = plan
         self.scenario = parse_scenario(plan.scenario)
+        if any(p.shm is not None for p in self.scenario.patterns):
+            prestart_tracker()
         self.picker = StreamPicker(self.scenario, random.Random(self.scenario.seed * 7919 + plan.rank))
         self.clock = PhaseClock(self.scenario.phases)
         self.traces = TraceBudget(self.scenario.max_traces_per_s)

@@ -30,6 +30,15 @@ UNREGISTER_PATIENCE_S = 1.0
 """How long a release retries an unregistration the server refuses because the region is still in use."""
 
 
+def prestart_tracker() -> None:
+    """Start multiprocessing's resource tracker now: ``tritonclient.utils.shared_memory`` registers every region with
+    it, and its first use spawns a Python process synchronously — seconds on a busy host, with every greenlet of the
+    load process stalled. Called when a plan with shared-memory patterns is adopted, before the load."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+
+
 def require_local(host: str) -> None:
     """ConfigError unless ``host`` is this machine: Triton maps system shared memory by key on its own host."""
     name = host.strip("[]")
