@@ -64,7 +64,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert zf.read("rmt/zoo/models/probe/1/model.py") == (CHECKOUT / "rmt/zoo/zoo_model.py").read_bytes()
     assert {"rmt/scenarios/memory_growth.json", "rmt/scenarios/memory_growth.py", "rmt/scenarios/any.py",
             "rmt/zoo/models/probe/config.pbtxt", "rmt/zoo/gpu/leak_gpu/config.pbtxt",
-            "rmt/zoo/refused/warmup_bad/config.pbtxt", "rmt/report/templates/page.html.j2"} <= names
+            "rmt/zoo/refused/warmup_bad/config.pbtxt", "rmt/report/templates/page.html.j2",
+            "rmt/zoo/zoo_state.py", "rmt/zoo/models/ensemble_pair/1/README.md"} <= names
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     asked = "import sysconfig; print(sysconfig.get_paths()['purelib'])"  # the venv's own scheme (distributions differ)

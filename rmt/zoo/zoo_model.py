@@ -97,8 +97,12 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))  # zoo_state.py lies beside the real file
-from zoo_state import BlsCaller, SequenceStates
+# zoo_state.py lies beside the real file: this one through a model's 1/model.py link, or three folders up from an
+# installed copy (rmt/zoo/<repository>/<model>/1/model.py).
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path.insert(0, next((d for d in (_HERE, os.path.normpath(os.path.join(_HERE, "..", "..", "..")))
+                         if os.path.isfile(os.path.join(d, "zoo_state.py"))), _HERE))
+from zoo_state import BlsCaller, SequenceStates  # noqa: E402 - found through the path set above
 
 TRACE_FIELDS = ("pid", "instance_index", "exec_index", "start_ns", "end_ns", "device_id", "cold")
 GRAPH_FIELDS = ("mode", "configured", "graphs", "checksum")
