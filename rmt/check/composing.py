@@ -3,13 +3,14 @@
 A composing model's stub is charged to nobody by the ``leak`` check's own-request view (its requests come from the
 server, not the load). Here each composing model's memory series is judged against the requests of the models that
 call it: an ensemble's ``ensemble_scheduling`` steps name its composing models; a model the load never sent to but
-that executed anyway (Triton counted its requests) is called through BLS — black-box, rmt cannot tell which
-top-level model called it, so it is charged to every non-ensemble model the load sent to. The trend test and
-thresholds are the ``leak`` check's; the evidence adds the composing model's executions per top-level request.
+that executed anyway (Triton counted its requests) is called through BLS — black-box: it is charged to the one set of
+non-ensemble top-level models whose requests add up to its own (:func:`callers`), else to all of them. The trend test
+and thresholds are the ``leak`` check's; the evidence adds the composing model's executions per top-level request.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections import defaultdict
 from typing import Any
@@ -47,10 +48,26 @@ def composing_parents(run: RunInputs) -> dict[str, list[str]]:
                     parents[step.model_name].append(model)
     direct = [m for m in top if not (run.configs.get(m) is not None and
                                      run.configs[m].HasField("ensemble_scheduling"))]
+    sent = {m: _grew(_counter(run.counters, SUCCESS, m)) for m in direct}
     for c in run.counters:
         if c.measure == SUCCESS and c.model not in top and c.model not in parents and _grew(c) > 0 and direct:
-            parents[c.model] = list(direct)
+            parents[c.model] = callers(_grew(c), sent)
     return dict(parents)
+
+
+def callers(requests: float, sent: dict[str, float], tolerance: float = 0.02) -> list[str]:
+    """The top-level models whose requests add up to a BLS callee's (one call per request, within ``tolerance``):
+    the only such set when exactly one matches, else every candidate (who called it cannot be told apart)."""
+    names = sorted(sent)
+    if len(names) > 12:
+        return names
+    matches = []
+    for mask in range(1, 1 << len(names)):
+        subset = [n for i, n in enumerate(names) if mask >> i & 1]
+        total = sum(sent[n] for n in subset)
+        if abs(total - requests) <= tolerance * max(requests, 1.0):
+            matches.append(subset)
+    return matches[0] if len(matches) == 1 else names
 
 
 class ComposingAttributionCheck(LeakCheck):
@@ -67,7 +84,8 @@ class ComposingAttributionCheck(LeakCheck):
             return self.no_evidence("ensemble or BLS composing models with request counters")
         out = []
         for series in run.memory:
-            if series.kind != self.kind or series.model not in parents:
+            if series.kind != self.kind or series.model not in parents or \
+                    not fnmatch.fnmatchcase(series.name, self.values["series"]):
                 continue
             out.append(self._judge(series, parents[series.model], run.counters))
         return out or self.no_evidence("memory series of the composing models' stubs")
