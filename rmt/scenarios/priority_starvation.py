@@ -1,6 +1,6 @@
 """priority_starvation: a ready rmt scenario (traffic, checks and expectations in ``priority_starvation.json``).
 
-Strict request priority starving the low level: 20 closed-loop priority-1 users keep queue_priority's one instance
+Strict request priority starving the low level: 32 closed-loop priority-1 users keep queue_priority's one instance
 busy with full batches, so its priority-2 requests are never served; ``starvation`` fails on the priority-2 stream.
 
 Run it with plain Locust (``locust -f rmt/scenarios/priority_starvation.py --host 127.0.0.1:8000``, add
