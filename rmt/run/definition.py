@@ -81,11 +81,12 @@ class ScenarioDef:
 
     @property
     def locustfile(self) -> Path:
-        """The locustfile that composes this scenario: the one beside its definition, else :data:`ANY_LOCUSTFILE`."""
+        """The locustfile that composes this scenario: the one beside its definition, else the ready scenario's of
+        the same name, else :data:`ANY_LOCUSTFILE`."""
         if self.path is not None and self.path.with_suffix(".py").is_file():
             return self.path.with_suffix(".py")
-        own = LOCUSTFILES / f"{self.name}.py"
-        return own if self.path is None and own.is_file() else ANY_LOCUSTFILE
+        own = LOCUSTFILES / f"{self.name}.py"  # a ready scenario's composition (the capacity sweep's shape, say)
+        return own if own.is_file() else ANY_LOCUSTFILE
 
     @property
     def checks(self) -> dict[str, Any]:

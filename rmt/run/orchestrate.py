@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from rmt.core.errors import ConfigError, RmtError
 from rmt.core.hosts import base_url
-from rmt.core.records import MODEL_LINES, SERVER_LOG
+from rmt.core.records import CAPACITY_CONTROL_FILE, MODEL_LINES, SERVER_LOG
 from rmt.core.resources import GPU_REPOSITORY, MULTI_GPU_REPOSITORY
 from rmt.core.rundir import RunDir
 from rmt.load.shmio import require_local_for
@@ -265,6 +265,8 @@ class Orchestrator:
                 planned_s = 0.0  # stopped on purpose once decided: not a load cut short
         if code == 2:
             raise ConfigError(self._locust_error(run_dir) or f"locust refused the scenario: see {run_dir / LOCUST_LOG}")
+        if definition.raw.get("capacity") and (run_dir / CAPACITY_CONTROL_FILE).is_file():
+            planned_s = 0.0  # a capacity sweep's shape ends the load itself once saturated: not a load cut short
         cut = record_cut_short(run_dir, planned_s, self.interrupted, code)
         if cut is not None:
             self.say(f"[{definition.name}] the run is cut short: {cut['reason']}; judging what was recorded")
