@@ -161,6 +161,10 @@ def test_blackbox_concurrency_against_instances_and_budget() -> None:
     assert res.status == FAIL and res.evidence["peak_held"] == pytest.approx(2 * 3.7, rel=0.01)
     over = RunInputs(counters=[_counter("rl_high", 3.0)], **base)
     assert [v.status for v in ConcurrencyCheck().evaluate(over)] == [FAIL]
+    # an ensemble has no instances of its own (its steps execute): judged through its composing models only
+    steps = RunInputs(counters=[_counter("ensemble_pair", 0.5), _counter("ens_second", 0.5)],
+                      configs=configs("ensemble_pair", "ens_second"), models=repository_limits(ZOO))
+    assert [v.subject for v in ConcurrencyCheck().evaluate(steps)] == ["ens_second (instances)"]
 
 
 def test_rate_limit_without_traces_judges_triton_counters_or_says_it_cannot() -> None:
@@ -336,6 +340,14 @@ def test_significant_growth_below_the_threshold_warns_with_a_projection() -> Non
     assert "per million requests" in v.explanation
     flat = _shaped(lambda r: 0.0 * r, requests=20_000)
     assert statuses(LeakCheck(), RunInputs(memory=[flat])) == [PASS]
+    # a stub settling by a few pages over its first 100 requests (600 B/request, τ ≈ 1, far below a 64 KiB/request
+    # bound) adds less to the later part than leak.settle: no warning; with settle 0 the same series warns
+    done = np.linspace(0.0, 100.0, 200)
+    settling = MemorySeries("process_rss_bytes{model=m}", np.arange(200) / 10.0, done,
+                            np.floor((150e6 + 600.0 * done) / 4096) * 4096)
+    assert statuses(LeakCheck(values={"max_growth": "64KiB/request"}), RunInputs(memory=[settling])) == [PASS]
+    assert statuses(LeakCheck(values={"max_growth": "64KiB/request", "settle": "0B"}),
+                    RunInputs(memory=[settling])) == [WARN]
 
 
 @pytest.mark.parametrize("cls", [LeakAttributionCheck, FragmentationCheck, QueuePolicyCheck, ConcurrencyCheck,

@@ -161,10 +161,16 @@ def test_request_priority_and_queue_policy(triton_server: EmbeddedServer, tmp_pa
     scenario = {"traffic": {"mode": "closed", "patterns": {"small": {"shape": [16], "data": "zeros"}},
                             "streams": [{"model": "queue_priority", "priority": 1, "pattern": "small"},
                                         {"model": "queue_priority", "priority": 2, "pattern": "small"}]}}
-    run_dir = load_run(triton_server, tmp_path, scenario, users=40, run_time_s=8, collect=False)
+    # 24 users (the priority scenario's): both levels served, level 1 first
+    run_dir = load_run(triton_server, tmp_path, scenario, users=24, run_time_s=8, collect=False, name="served")
+    (prio,) = by_subject(evaluate(run_dir, "only = priority"), "priority").values()
+    assert prio.status == "pass" and prio.measured < 0.8, prio.explanation
+    # 40 users: 20 at level 1 keep a full batch queued, so strict priority serves level 2 rarely and its queue of 16
+    # overflows: the queue policy is honoured, and level 2's latency cannot be compared (served too rarely)
+    run_dir = load_run(triton_server, tmp_path, scenario, users=40, run_time_s=8, collect=False, name="overfull")
     result = evaluate(run_dir, "only = priority, queue_policy")
     (prio,) = by_subject(result, "priority").values()
-    assert prio.status == "pass" and prio.measured < 0.8, prio.explanation
+    assert prio.status == "undecided" and "priority 2 had" in prio.explanation, prio.explanation
     policy = by_subject(result, "queue_policy")
     assert policy["queue_priority p2"].evidence["rejected"] > 0  # level 2's queue of 16 overflowed
     assert all(v.status == "pass" for v in policy.values()), [v.explanation for v in policy.values()]

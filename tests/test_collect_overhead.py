@@ -208,7 +208,7 @@ PAGE = """\
 nv_inference_count{model="a",version="1"} 10
 nv_inference_count{model="b",version="1"} 20
 nv_pinned_memory_pool_used_bytes 0
-nv_cache_num_hits_per_model{model="a",version="1"} 3
+nv_future_metric_rmt_does_not_know{model="a",version="1"} 3
 """
 
 

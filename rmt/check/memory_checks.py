@@ -135,9 +135,10 @@ class LeakCheck(Check):
                             evidence, status=status)
 
     def _warns(self, sus: Sustained, d: Decision) -> bool:
-        """Below the threshold, yet a monotone, highly significant rise beyond the series' resolution."""
+        """Below the threshold, yet a monotone, highly significant rise beyond the series' resolution and beyond
+        what allocator settling adds in a short run (``settle``: the same bar a leak must clear)."""
         return (sus.tau >= WARN_TAU and sus.p_value < self.values["alpha"] / WARN_P_FACTOR
-                and sus.slope_bytes_per_request * sus.requests_span >= d.needed_bytes)
+                and sus.slope_bytes_per_request * sus.requests_span >= max(d.needed_bytes, self.values["settle"]))
 
     def _projection(self, s: MemorySeries, sus: Sustained, run: RunInputs | None) -> dict[str, Any]:
         """Bytes per million requests, and the time to exhaust the measured headroom at the run's request rate."""

@@ -167,7 +167,7 @@ class ConcurrencyCheck(Check):
         out = []
         for model, (t, conc) in sorted(rates.items()):
             allowed = self._instances(run, model)
-            if allowed is None:
+            if not allowed:  # no config, or no instances of its own (an ensemble: its steps are counted apart)
                 continue
             peak = float(np.nanmax(conc)) if np.isfinite(conc).any() else math.nan
             out.append(self.verdict(f"{model} (instances)", peak / allowed, limit,
