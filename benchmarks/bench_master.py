@@ -18,26 +18,42 @@ exact=True`` where ``workers_at_1s`` is how many workers of ``--streams`` stream
 ``--with-locust-stats`` adds Locust's own per-request-name stats entries to every report and Locust's master-side
 listener that merges them (the whole master cost of a report, Locust's part included).
 Figures: docs/benchmarks.md ("master").
+
+``--memory`` measures what the master keeps instead of its speed (docs/reliability.md, "rmt's own memory")::
+
+    .venv/bin/python benchmarks/bench_master.py --memory [--workers 2 --streams 3 --seconds 600] [--hdrh-cycle]
+
+It merges ``--seconds`` simulated seconds (Locust's own stats included, their per-second keys moving with the
+simulated clock as in a real run) under ``tracemalloc`` and prints what the master kept (traced growth after a full
+collection) per 10 000 windows written, split into rmt's part, Locust's part and the rest; what it held at the end
+before that collection (cyclic garbage included) and the glibc heap growth; and the most ``HdrHistogram`` objects
+alive at once against the 3 per pending window key the merge needs. ``--hdrh-cycle`` builds histograms as hdrh does
+(histogram and encoder referring to each other, freed only by the cyclic GC): the code before the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import platform
 import resource
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
+from hdrh.histogram import HdrHistogram
 from locust.event import Events
 from locust.rpc.protocol import Message
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
-from rmt.core.hdr import decode_histogram, new_histogram
+import rmt.core.windows
+from rmt.core.hdr import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, decode_histogram, new_histogram
 from rmt.core.rundir import RunDir
 from rmt.core.windows import NS_PER_S, WindowState
 from rmt.load.plugin import TritonTraffic
@@ -81,16 +97,28 @@ def locust_stats_pool(streams: int, rate: int, seed: int = 11) -> list[dict[str,
     return out
 
 
+def _at_second(own: dict[str, Any], second: int) -> dict[str, Any]:
+    """A worker's Locust stats report moved to ``second`` (epoch s): its per-second request and failure counts keyed
+    by that second, as a worker sends them in a real run (the master keeps one key per second of the run)."""
+    def moved(entry: dict[str, Any]) -> dict[str, Any]:
+        return {**entry, "num_reqs_per_sec": {second: sum(entry["num_reqs_per_sec"].values())},
+                "num_fail_per_sec": {second: n} if (n := sum(entry["num_fail_per_sec"].values())) else {},
+                "last_request_timestamp": second + 0.5, "start_time": float(second)}
+    return {**own, "stats": [moved(e) for e in own["stats"]], "stats_total": moved(own["stats_total"])}
+
+
 def reports(second_ns: int, workers: int, streams: int, pool: list[dict[str, Any]],
-            locust_pool: list[dict[str, Any]] | None = None) -> list[bytes]:
+            locust_pool: list[dict[str, Any]] | None = None, *, move_locust: bool = False) -> list[bytes]:
     """One serialized Locust stats message per worker carrying its windows of the second at ``second_ns`` (and
-    Locust's own stats entries when ``locust_pool`` is given)."""
+    Locust's own stats entries when ``locust_pool`` is given; ``move_locust``: keyed by that second)."""
     k = second_ns // NS_PER_S
     out = []
     for w in range(workers):
         windows = [[[second_ns, "http", f"model{s}/p0/default", "steady"], pool[(w * 31 + s * 7 + k) % POOL]]
                    for s in range(streams)]
         own = locust_pool[(w + k) % POOL] if locust_pool else {"stats": [], "stats_total": {}, "errors": {}}
+        if locust_pool and move_locust:
+            own = _at_second(own, k)
         data = {**own, "user_count": 8, "user_classes_count": {},
                 "rmt": {"windows": windows, "traces": [], "failures": [], "upto": second_ns + NS_PER_S}}
         out.append(Message("stats", data, f"worker-{w}").serialize())
@@ -111,16 +139,105 @@ def expected_totals(workers: int, streams: int, seconds: int, t0: int, pool: lis
     return out
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _heap_bytes() -> int:
+    """glibc's heap in use (``mallinfo2().uordblks``; 0 where there is no glibc 2.33+)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        return int(libc.mallinfo2().uordblks)
+    except (OSError, AttributeError):
+        return 0
+
+
+def _part(stat: tracemalloc.StatisticDiff) -> str:
+    """``rmt``, ``Locust`` or ``other``: the package of the innermost frame of either (an hdrh or msgpack allocation
+    counts for the rmt or Locust code that asked for it)."""
+    for frame in reversed(stat.traceback):  # innermost first (a traceback lists the oldest frame first)
+        if "/rmt/" in frame.filename:
+            return "rmt"
+        if "/locust/" in frame.filename:
+            return "Locust"
+    return "other"
+
+
+def memory(args: argparse.Namespace) -> None:
+    """The ``--memory`` mode (see the module docstring)."""
+    if args.hdrh_cycle:  # the factory as it was: hdrh's histogram <-> encoder cycle left in place
+        def cyclic() -> HdrHistogram:
+            return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        rmt.core.windows.new_histogram = cyclic
+    pool = window_pool(args.rate)
+    locust_pool = locust_stats_pool(args.streams, args.rate)
+    events, locust_stats = Events(), RequestStats()
+    setup_distributed_stats_event_listeners(events, locust_stats)
+    t0 = (time.time_ns() // NS_PER_S) * NS_PER_S
+    warm = 100
+    peak_alive, peak_pending = 0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        traffic = TritonTraffic(run_dir=tmp)
+        traffic.run_dir = RunDir(Path(tmp))
+        traffic._watermarks = {f"worker-{w}": 0.0 for w in range(args.workers)}
+        events.worker_report.add_listener(traffic._on_worker_report)
+        for sec in range(warm + args.seconds):
+            if sec == warm:
+                gc.collect()
+                tracemalloc.start(6)
+                before, heap0 = tracemalloc.take_snapshot(), _heap_bytes()
+            for raw in reports(t0 + sec * NS_PER_S, args.workers, args.streams, pool, locust_pool, move_locust=True):
+                msg = Message.unserialize(raw)
+                events.worker_report.fire(client_id=msg.node_id, data=msg.data)
+            if sec % 50 == 49:  # what is alive now, garbage the cyclic GC has not collected yet included
+                peak_alive = max(peak_alive, sum(1 for o in gc.get_objects() if isinstance(o, HdrHistogram)))
+                peak_pending = max(peak_pending, len(traffic.pending))
+        held, heap1 = tracemalloc.take_snapshot(), _heap_bytes()  # what a running master holds, garbage included
+        gc.collect()
+        after = tracemalloc.take_snapshot()  # what it keeps
+        tracemalloc.stop()
+        traffic._flush()
+        assert traffic.run_dir is not None
+        traffic.run_dir.close()
+    windows = args.seconds * args.streams
+    per10k = 1e4 / windows
+    parts = dict.fromkeys(("rmt", "Locust", "other"), 0)
+    for stat in after.compare_to(before, "traceback"):
+        parts[_part(stat)] += stat.size_diff
+    total = sum(parts.values())
+    garbage = sum(t.size for t in held.traces) - sum(t.size for t in after.traces)
+    how = "hdrh cycle: before the fix" if args.hdrh_cycle else "histograms freed by refcounting"
+    print(f"{args.workers} workers x {args.streams} streams x {args.seconds} s ({how}): {windows} windows written, "
+          f"{locust_stats.total.num_requests} requests in Locust's totals")
+    print(f"kept (traced growth after a full collection) per 10k windows: {total * per10k / 1024:+.0f} KiB "
+          f"(rmt {parts['rmt'] * per10k / 1024:+.0f} KiB, Locust {parts['Locust'] * per10k / 1024:+.0f} KiB, other "
+          f"{parts['other'] * per10k / 1024:+.0f} KiB)")
+    print(f"held at the end, garbage waiting for the cyclic GC included: {(total + garbage) / 2**20:+.1f} MiB "
+          f"(garbage {garbage / 2**20:.1f} MiB); glibc heap in use {(heap1 - heap0) / 2**20:+.1f} MiB")
+    print(f"histograms alive at most {peak_alive} (the merge needs 3 per pending window key: at most "
+          f"{3 * peak_pending})")
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", type=int, default=500)
-    ap.add_argument("--streams", type=int, default=20)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=None, help="default 500 (--memory: 2)")
+    ap.add_argument("--streams", type=int, default=None, help="default 20 (--memory: 3)")
+    ap.add_argument("--seconds", type=int, default=None, help="default 10 (--memory: 600, a 10-minute soak)")
     ap.add_argument("--rate", type=int, default=25, help="requests per stream and worker per second (default 25)")
     ap.add_argument("--with-locust-stats", action="store_true",
                     help="reports carry Locust's own stats entries too, merged by Locust's worker_report listener")
+    ap.add_argument("--memory", action="store_true", help="measure what the master keeps (see above), not its speed")
+    ap.add_argument("--hdrh-cycle", action="store_true", help="--memory: histograms as before the fix (GC-only)")
     args = ap.parse_args()
+    defaults = (2, 3, 600) if args.memory else (500, 20, 10)
+    args.workers, args.streams, args.seconds = (given if given is not None else default for given, default in zip(
+        (args.workers, args.streams, args.seconds), defaults, strict=True))
+    if args.memory:
+        memory(args)
+        return
     pool = window_pool(args.rate)
     locust_pool = locust_stats_pool(args.streams, args.rate) if args.with_locust_stats else None
     events, locust_stats = Events(), RequestStats()

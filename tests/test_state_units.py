@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -17,13 +18,25 @@ from rmt.check.composing import ComposingAttributionCheck, composing_parents
 from rmt.check.data import CounterSeries, MemorySeries, RunInputs
 from rmt.check.path_checks import SequenceSlotsCheck, ShmBackendGrowthCheck, ShmRegionsCheck, peak_open, sequence_slots
 from rmt.check.synthetic import windows
+from rmt.cli import main as rmt_main
 from rmt.core.errors import ConfigError
 from rmt.core.modelconfig import load_config_pbtxt
 from rmt.core.resources import ZOO_REPOSITORY
 from rmt.core.scenario import parse_scenario
 from rmt.load import shmio
 from rmt.load.payloads import build_pool, encode_grpc, encode_http, resolve_stream
-from rmt.load.shmio import ShmControl, ShmRegistry, require_local, require_local_for
+from rmt.load.shmio import (
+    CUDA_MISSING,
+    KINDS,
+    Region,
+    ShmControl,
+    ShmKind,
+    ShmRegistry,
+    require_kind,
+    require_kinds_for,
+    require_local,
+    require_local_for,
+)
 from rmt.load.stateful import RECLAIMED_TEXT, SequenceDriver, StatefulStream
 
 ZOO = {name: load_config_pbtxt(ZOO_REPOSITORY / name / "config.pbtxt")
@@ -42,6 +55,11 @@ def pool_of(model: str, pattern: dict[str, Any], **top: Any) -> Any:
     ({"sequence": {"length": {"uniform": [5, 2]}}}, "length.uniform[1] = 2"),
     ({"shm": {"lifecycle": "forever"}}, "use one of per_user, per_request, once"),
     ({"shm": {"lifecycle": "once", "outputs": True}}, "shared read-only"),
+    ({"shm": {"kind": "gpu"}}, "shm.kind = 'gpu': use one of system, cuda"),
+    ({"shm": {"device": 1}}, "shm.device: only CUDA regions live on a device: add \"kind\": \"cuda\""),
+    ({"shm": {"kind": "system", "device": 0}}, "only CUDA regions live on a device"),
+    ({"shm": {"kind": "cuda", "device": -1}}, "shm.device = -1: write an integer >= 0"),
+    ({"shm": {"kind": "cuda", "device": 0.5}}, "shm.device = 0.5: write an integer"),
     ({"cache": {}}, "give the cache hit_ratio"),
     ({"cache": {"hit_ratio": 0.5, "size": 3}}, "unknown key 'size'"),
 ])
@@ -69,6 +87,48 @@ def test_shm_needs_the_server_on_this_host() -> None:
     with pytest.raises(ConfigError, match="remote server"):
         require_local_for({"traffic": {"patterns": {"m": {"shm": {}}}}}, "http://192.0.2.10:8000")
     require_local_for({"patterns": {"m": {"shape": [4]}}}, "192.0.2.10:8000")  # no shm: no objection
+
+
+def test_shm_kind_and_device_parse_with_system_the_default() -> None:
+    def spec(shm: dict[str, Any]) -> Any:
+        scenario = parse_scenario({"patterns": {"p": {"shm": shm}}, "streams": [{"model": "probe", "pattern": "p"}]})
+        return scenario.pattern("p").shm
+
+    plain = spec({"lifecycle": "per_request"})
+    assert (plain.kind, plain.device, plain.lifecycle) == ("system", 0, "per_request")
+    cuda = spec({"kind": "cuda", "device": 3, "lifecycle": "per_user", "outputs": True})
+    assert (cuda.kind, cuda.device, cuda.lifecycle, cuda.outputs) == ("cuda", 3, "per_user", True)
+    assert set(KINDS) == {"system", "cuda"} and all(KINDS[k].name == k for k in KINDS)
+
+
+def test_cuda_shm_without_cuda_python_is_refused_in_one_line() -> None:
+    absent = "rmt_tests_no_such_module.runtime"
+    traffic = {"traffic": {"patterns": {"c": {"shm": {"kind": "cuda"}}, "s": {"shm": {}}}}}
+    with pytest.raises(ConfigError) as info:
+        require_kinds_for(traffic, module=absent)
+    assert str(info.value) == CUDA_MISSING == ("CUDA shared memory needs the cuda-python package: "
+                                               "pip install cuda-python")
+    require_kinds_for(traffic, module="json")  # importable: no objection
+    require_kinds_for({"patterns": {"s": {"shm": {"kind": "system"}}, "n": {"shape": [4]}}}, module=absent)
+    require_kind("system", module=absent)
+    with pytest.raises(ConfigError, match="pip install cuda-python"):
+        require_kind("cuda", module=absent)
+    with pytest.raises(ConfigError, match="remote server"):  # a CUDA region is local to the host too
+        require_local_for({"patterns": {"c": {"shm": {"kind": "cuda"}}}}, "grpc://192.0.2.10:8001")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cuda") is not None, reason="cuda-python is installed here")
+def test_rmt_run_refuses_cuda_shm_without_cuda_python_before_a_server_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    definition = tmp_path / "cuda_shm.json"
+    definition.write_text(json.dumps({
+        "traffic": {"patterns": {"c": {"shape": [64], "shm": {"kind": "cuda", "lifecycle": "per_request"}}},
+                    "streams": [{"model": "probe_gpu", "pattern": "c"}]},
+        "checks": {}, "run": {"duration_s": 2}}))
+    code = rmt_main(["run", str(definition), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"rmt: error: {CUDA_MISSING}\n", err
+    assert not (tmp_path / "run").exists()  # refused before the run directory or a server
 
 
 def test_sequence_steps_carry_start_and_end_and_abandoned_ones_are_probed() -> None:
@@ -133,28 +193,29 @@ def test_encoders_carry_sequence_parameters_and_shm_placement() -> None:
 
 
 class FakeControl(ShmControl):
-    """A server's registration table; refuses ``refuse`` times with Triton's in-use text, or always when ``down``."""
+    """A server's registration tables by kind; refuses ``refuse`` times with Triton's in-use text, or always when
+    ``down``."""
 
     def __init__(self, refuse: int = 0, down: bool = False) -> None:
         super().__init__(None)
-        self.table: dict[str, int] = {}
+        self.table: dict[str, dict[str, int]] = {"system": {}, "cuda": {}}
         self.refuse = refuse
         self.down = down
         self.closed = False
 
-    def register(self, name: str, key: str, byte_size: int) -> None:
+    def register(self, region: Region) -> None:
         if self.down:
             raise ConnectionError("server gone")
-        self.table[name] = byte_size
+        self.table[region.kind][region.name] = region.byte_size
 
-    def unregister(self, name: str) -> None:
+    def unregister(self, name: str, kind: str = "system") -> None:
         if self.refuse:
             self.refuse -= 1
             raise RuntimeError(f"Cannot unregister shared memory region '{name}', it is currently in use.")
-        self.table.pop(name, None)
+        self.table[kind].pop(name, None)
 
-    def registered(self) -> list[str]:
-        return list(self.table)
+    def registered(self, kind: str = "system") -> list[str]:
+        return list(self.table[kind])
 
     def close(self) -> None:
         self.closed = True
@@ -165,10 +226,10 @@ def test_registry_unlinks_on_failure_retries_in_use_and_reports_leftovers(tmp_pa
     registry = ShmRegistry(lambda _name, rec: records.append(rec))
     server = FakeControl(refuse=2)
     registry.make_control = lambda: server
-    region = registry.create(64, server)
-    assert (shmio.SHM_DIR / region.name).exists()
+    region = registry.create(64, server, contents=[np.arange(4, dtype=np.float32)])
+    assert (shmio.SHM_DIR / region.name).read_bytes()[:16] == np.arange(4, dtype=np.float32).tobytes()
     registry.release(region)
-    assert not (shmio.SHM_DIR / region.name).exists() and not server.table
+    assert not (shmio.SHM_DIR / region.name).exists() and not server.table["system"]
     with pytest.raises(ConnectionError):
         registry.create(64, FakeControl(down=True))
     assert not list(shmio.SHM_DIR.glob(f"{registry.prefix}*"))
@@ -177,8 +238,77 @@ def test_registry_unlinks_on_failure_retries_in_use_and_reports_leftovers(tmp_pa
     assert events == ["create", "register", "unregister", "destroy", "create", "error", "destroy", "status"]
     assert records[2]["detail"] == "refused 2 times while in use"
     assert records[-1]["registered_left"] == 0 and records[-1]["files_left"] == 0
+    assert {r["kind"] for r in records} == {"system"}
     verdicts = ShmRegionsCheck().evaluate(RunInputs(shm_records=records))
     assert [v.status for v in verdicts] == [PASS]
+
+
+class MemoryKind(ShmKind):
+    """A kind whose regions are bytearrays, so the registry's shared steps run without a GPU (``cuda``'s calls are
+    exercised by tests/test_gpu_shm.py)."""
+
+    name = "cuda"
+
+    def __init__(self) -> None:
+        self.freed: list[str] = []
+
+    def allocate(self, name: str, byte_size: int, device: int) -> tuple[Any, str]:
+        return bytearray(byte_size), ""
+
+    def fill(self, handle: Any, arrays: list[np.ndarray]) -> None:
+        data = b"".join(a.tobytes() for a in arrays)
+        handle[:len(data)] = data
+
+    def free(self, handle: Any) -> None:
+        self.freed.append(bytes(handle[:4]).hex())
+
+
+def test_registry_keeps_cuda_regions_apart_and_reports_what_each_kind_left() -> None:
+    kind = MemoryKind()
+    records: list[dict[str, Any]] = []
+    registry = ShmRegistry(lambda _name, rec: records.append(rec), kinds={**KINDS, "cuda": kind})
+    server = FakeControl()
+    registry.make_control = lambda: server
+    gpu = registry.create(8, server, kind="cuda", device=1, contents=[np.array([7, 9], np.int16)])
+    assert bytes(gpu.handle[:4]) == np.array([7, 9], np.int16).tobytes()
+    host = registry.create(8, server)
+    registry.write(gpu, [np.array([1, 2], np.int16)])
+    assert bytes(gpu.handle[:4]) == np.array([1, 2], np.int16).tobytes()
+    assert (gpu.kind, gpu.device, gpu.key, host.key) == ("cuda", 1, "", f"/{host.name}")
+    assert server.table == {"system": {host.name: 8}, "cuda": {gpu.name: 8}}
+    registry.release(gpu)
+    assert kind.freed == [np.array([1, 2], np.int16).tobytes().hex()] and gpu.handle is None
+    assert server.table["cuda"] == {}
+    server.table["cuda"]["rmt_stray"] = 4  # not under this process's prefix: never counted
+    server.table["cuda"][f"{registry.prefix}99"] = 4  # under it and left registered
+    registry.close_all()
+    assert not list(shmio.SHM_DIR.glob(f"{registry.prefix}*"))
+    assert [(r["kind"], r["detail"]) for r in records if r["event"] == "create"] == [("cuda", "device 1"),
+                                                                                  ("system", "")]
+    status = records[-1]
+    assert status["event"] == "status" and status["kind"] == "cuda,system"
+    assert status["registered_left"] == 1 and status["detail"] == f"{registry.prefix}99"
+    verdict = ShmRegionsCheck().evaluate(RunInputs(shm_records=records))[0]
+    assert verdict.status == FAIL and verdict.evidence["created_by_kind"] == {"cuda": 1, "system": 1}
+
+    del server.table["cuda"][f"{registry.prefix}99"]
+    registry.create(8, server, kind="cuda", contents=[np.zeros(2, np.int16)])
+    with pytest.raises(ConnectionError):  # a refused registration frees the device region at once
+        registry.create(8, FakeControl(down=True), kind="cuda")
+    registry.close_all()
+    second = records[records.index(status) + 1:]
+    assert [r["event"] for r in second] == ["create", "register", "create", "error", "destroy", "unregister",
+                                            "destroy", "status"]
+    assert second[-1]["kind"] == "cuda" and second[-1]["registered_left"] == 0 and len(kind.freed) == 3
+    passed = ShmRegionsCheck().evaluate(RunInputs(shm_records=second))[0]
+    assert passed.status == PASS and "every region rmt created (2 cuda)" in passed.explanation
+
+
+def test_shm_records_without_a_kind_are_system_regions() -> None:
+    old = _shm([("create", "a"), ("register", "a"), ("unregister", "a"), ("destroy", "a")],
+               {"registered_left": 0, "files_left": 0})
+    verdict = ShmRegionsCheck().evaluate(RunInputs(shm_records=old))[0]
+    assert verdict.status == PASS and verdict.evidence["created_by_kind"] == {"system": 1}
 
 
 def _shm(events: list[tuple[str, str]], status: dict[str, int] | None) -> list[dict[str, Any]]:

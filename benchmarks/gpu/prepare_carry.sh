@@ -3,7 +3,8 @@
 #  - tritonserver.tar.xz: the wheel's server files in their relative layout (pytriton/tritonserver + nvidia_pytriton.libs)
 #    with only the 3.12 stub and without the bundled libpython 3.13 (~27 MB);
 #  - wheels/: pure or cp312 wheels of what the GPU image lacks (tritonclient and its HTTP stack, hdrhistogram, Locust
-#    and its web stack for `rmt run`, ...).
+#    and its web stack for `rmt run`, cuda-python for CUDA shared memory, ...). cuda-python/cuda-bindings 12.9 run on
+#    CUDA 12 drivers and newer (the image's driver is 580, CUDA 13); 13.x would need a driver >= 580 everywhere.
 # Usage: benchmarks/gpu/prepare_carry.sh   (then see docs/gpu-validation.md for the device command)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,5 +24,6 @@ fi
   hdrhistogram pbr hpack \
   locust==2.47.0 flask werkzeug jinja2 markupsafe itsdangerous blinker click flask-cors flask-login configargparse \
   msgpack pyzmq requests urllib3 certifi idna charset-normalizer python-socketio python-engineio bidict \
-  simple-websocket wsproto h11 websocket-client typing_extensions "$@"
+  simple-websocket wsproto h11 websocket-client typing_extensions \
+  cuda-python==12.9.4 cuda-bindings==12.9.10 cuda-pathfinder==1.9.1 "$@"
 du -sh .carry/tritonserver.tar.xz .carry/wheels

@@ -43,7 +43,7 @@ from rmt.check.data import CounterSeries, InstanceTrace, MemorySeries, ModelLimi
 from rmt.check.ratelimit import model_limits, repository_limits
 from rmt.check.restarts import per_lifetime, restart_losses, restart_times, server_gaps
 from rmt.core.errors import ConfigError
-from rmt.core.hdr import new_histogram
+from rmt.core.hdr import decode_histogram, new_histogram
 from rmt.core.measures import MEASURES
 from rmt.core.modelconfig import config_from_json, load_config_pbtxt
 from rmt.core.records import (
@@ -231,7 +231,7 @@ def free_memory(series: Mapping[tuple[str, int], Series]) -> dict[str, tuple[np.
 
 
 def _decode(text: str | None) -> HdrHistogram | None:
-    return HdrHistogram.decode(text.encode("ascii")) if text else None
+    return decode_histogram(text) if text else None  # rmt's factory: freed by refcounting (rmt.core.hdr)
 
 
 def _steady_start(ts: np.ndarray) -> int:

@@ -5,8 +5,9 @@
   says how many sequences were open at once against the batcher's slots (``oldest.max_candidate_sequences``, or
   ``direct``: ``max_batch_size`` × instances). Leak attribution *by outcome* (ended vs reclaimed) is the
   ``leak_attribution`` check on patterns that end or abandon their sequences.
-- ``shm_regions``: after the run, every region rmt created was unlinked and every registration undone, the server
-  holds no region under rmt's prefixes and ``/dev/shm`` holds no file of rmt's (``shm.jsonl`` ``status`` records).
+- ``shm_regions``: after the run, every region rmt created (system or CUDA) was freed and every registration undone,
+  the server holds no region under rmt's prefixes and ``/dev/shm`` holds no file of rmt's (``shm.jsonl`` ``status``
+  records; a CUDA region has no file: its server registrations are the evidence).
 - ``shm_backend_growth``: the python backend's own regions did not grow past ``max_growth`` from the load's first to
   its last sample
   (``shm_backend_growth``; Triton QA's ``ShmLeakDetector`` is byte-exact: set ``0B`` for that bar).
@@ -121,6 +122,7 @@ class ShmRegionsCheck(Check):
 
     def _regions(self, records: list[dict[str, Any]]) -> Verdict:
         created: dict[str, int] = {}
+        kinds: dict[str, int] = {}
         registered: set[str] = set()
         errors = []
         statuses = []
@@ -128,6 +130,8 @@ class ShmRegionsCheck(Check):
             name, event = str(r.get("region")), r.get("event")
             if event == "create":
                 created[name] = int(r.get("byte_size", 0))
+                kind = str(r.get("kind", "system"))  # a record without a kind is a system region
+                kinds[kind] = kinds.get(kind, 0) + 1
             elif event == "destroy":
                 created.pop(name, None)
             elif event == "register":
@@ -144,15 +148,16 @@ class ShmRegionsCheck(Check):
         left = len(created) + len(registered) + server_left + files_left
         evidence = {"not_unlinked": sorted(created)[:20], "still_registered": sorted(registered)[:20],
                     "server_registered_left": server_left, "dev_shm_left": files_left, "errors": errors[:10],
-                    "processes_with_status": len(statuses), "status_unknown": unknown}
+                    "processes_with_status": len(statuses), "status_unknown": unknown, "created_by_kind": kinds}
         if not statuses:
             return self.verdict("rmt regions", math.nan, self.values["max_left"],
                                 "no final status of rmt's regions (the load did not drain): cannot judge",
                                 evidence, status="skip")
-        why = (f"{len(created)} regions not unlinked, {len(registered)} still registered by rmt's account, "
+        made = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        why = (f"{len(created)} regions not freed, {len(registered)} still registered by rmt's account, "
                f"{server_left} still registered on the server, {files_left} files left in /dev/shm" if left else
-               f"every region rmt created was unregistered and unlinked ({len(statuses)} load processes checked "
-               "the server and /dev/shm)")
+               f"every region rmt created ({made or 'none'}) was unregistered and freed ({len(statuses)} load "
+               "processes checked the server and /dev/shm)")
         if unknown and left <= self.values["max_left"]:
             return self.verdict("rmt regions", math.nan, self.values["max_left"],
                                 f"{why}, but {unknown} load processes could not ask the server what it still holds: "

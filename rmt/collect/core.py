@@ -102,8 +102,11 @@ class Collector:
         """Held while running; ``stop()`` releases it: a sampling thread sleeps in ``acquire(timeout=...)``."""
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        history = max(1, int(history_s / interval_s)) * max(1, len(self.sources))
+        self._every = {s.name: max(1, round(getattr(s, "every_s", 0.0) / interval_s)) for s in self.sources}
+        """Per source, read at every ``n``-th tick (its optional ``every_s`` in ticks; 1: every tick)."""
+        history = max(1, sum(math.ceil(history_s / (interval_s * n)) for n in self._every.values()))
         self._history: collections.deque[SampleRecord] = collections.deque(maxlen=history)
+        """``history_s`` of records of every source: each writes one record (good or gap) per tick it is read at."""
         self._latest: dict[str, SampleRecord] = {}
         self._pending: list[SampleRecord] = []
         self._encoder = SampleEncoder()
@@ -112,8 +115,6 @@ class Collector:
         self._layouts: dict[str, dict[int, tuple[list[Point], list[int], list[str]]]] = {}
         """Per source, the layouts it returned (by ``id``, the list kept): their series ids, as ints and strings."""
         self.status: dict[str, SourceStatus] = {}
-        self._every = {s.name: max(1, round(getattr(s, "every_s", 0.0) / interval_s)) for s in self.sources}
-        """Per source, read at every ``n``-th tick (its optional ``every_s`` in ticks; 1: every tick)."""
         self.start_mono_ns = 0
         self.start_epoch_ns = 0
 

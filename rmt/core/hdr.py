@@ -3,11 +3,19 @@
 Every histogram rmt writes (load windows) or builds (checks, capacity steps, the web UI, smoke) comes from
 :func:`new_histogram`, so any two merge exactly. Encoded histograms carry their own range: one read back from a
 run directory adds into a fresh one whatever range wrote it.
+
+A histogram of hdrh and its encoder refer to each other (``hist.encoder.histogram is hist``), so refcounting alone
+never frees one: each (its 21 504 eight-byte counters, 168 KiB) waited for a full collection of the cyclic GC,
+which CPython runs by object counts, not bytes, and ever more seldom as a process holds more objects. A Locust master
+or worker makes several histograms per stream and second (one window state each), so their RSS kept rising through
+a soak (docs/reliability.md, "rmt's own memory"). :func:`new_histogram` breaks that cycle: the encoder refers to its
+histogram through a weak proxy, and a histogram is freed the moment its last reference goes.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,8 +30,11 @@ SIGNIFICANT_DIGITS = 3
 
 
 def new_histogram() -> HdrHistogram:
-    """An empty µs histogram with rmt's range and precision."""
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    """An empty µs histogram with rmt's range and precision, freed by refcounting (no reference cycle: see the
+    module docstring)."""
+    hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    hist.encoder.histogram = weakref.proxy(hist)  # the encoder only reads it in encode(), while hist is alive
+    return hist
 
 
 def clamp_us(value_us: float) -> int:

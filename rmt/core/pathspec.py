@@ -4,7 +4,8 @@ A pattern of :mod:`rmt.load.scenario` may carry, besides shapes and data::
 
     "sequence": {"length": 4 | {"uniform": [2, 8]}, "abandon": 0.3, "in_flight": 3, "id": "uint64" | "string",
                  "probe_after_s": 0.5}
-    "shm":      {"lifecycle": "per_user" | "per_request" | "once", "outputs": true, "output_bytes": 0}
+    "shm":      {"kind": "system" | "cuda", "device": 0, "lifecycle": "per_user" | "per_request" | "once",
+                 "outputs": true, "output_bytes": 0}
     "cache":    {"hit_ratio": 0.8, "repeated": 4}
 
 - ``sequence``: every request belongs to a sequence of the model's sequence batcher (``sequence_id``, START on the
@@ -12,11 +13,13 @@ A pattern of :mod:`rmt.load.scenario` may carry, besides shapes and data::
   a share ``abandon`` of them never sends END, so Triton must reclaim them after ``max_sequence_idle_microseconds``.
   ``probe_after_s`` after that timeout rmt sends one more step of an abandoned sequence without START: Triton must
   refuse it ("must specify the START flag"), which is the black-box proof the sequence was reclaimed.
-- ``shm``: inputs travel in system shared memory (``tritonclient.utils.shared_memory``), outputs too with
-  ``outputs`` (``output_bytes`` per output, default: the request's input bytes — right for models that echo their
-  input). ``lifecycle``: ``per_user`` (one region per user, registered once), ``per_request`` (created, registered,
-  unregistered and unlinked around every request) or ``once`` (one read-only region of the pool's inputs per load
-  process, registered once; outputs stay in-band). Needs tritonserver on this host.
+- ``shm``: inputs travel in shared memory, outputs too with ``outputs`` (``output_bytes`` per output, default: the
+  request's input bytes — right for models that echo their input). ``kind``: ``system`` (the default:
+  ``tritonclient.utils.shared_memory``, a ``/dev/shm`` segment) or ``cuda`` (``tritonclient.utils.cuda_shared_memory``:
+  device memory on GPU ``device``, default 0, shared with the server through a CUDA IPC handle; needs the
+  ``cuda-python`` package). ``lifecycle``: ``per_user`` (one region per user, registered once), ``per_request``
+  (created, registered, unregistered and freed around every request) or ``once`` (one read-only region of the pool's
+  inputs per load process, registered once; outputs stay in-band). Either kind needs tritonserver on this host.
 - ``cache``: a share ``hit_ratio`` of the requests repeats one of ``repeated`` fixed bodies (hits once cached), the
   rest carry inputs never sent before (misses and insertions). Needs ``response_cache { enable: true }``.
 """
@@ -32,6 +35,7 @@ from rmt.core.errors import ConfigError
 
 ID_KINDS = ("uint64", "string")
 LIFECYCLES = ("per_user", "per_request", "once")
+SHM_KINDS = ("system", "cuda")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class SequenceSpec:
 
 @dataclass(frozen=True)
 class ShmSpec:
-    """How a pattern's tensors travel through system shared memory."""
+    """How a pattern's tensors travel through shared memory."""
 
     lifecycle: str = "per_user"
     """One of :data:`LIFECYCLES`."""
@@ -62,6 +66,10 @@ class ShmSpec:
     """Outputs are written by Triton into the region too (not with ``once``)."""
     output_bytes: int = 0
     """Bytes reserved per output; 0: the request's input bytes."""
+    kind: str = "system"
+    """One of :data:`SHM_KINDS`: a ``/dev/shm`` segment or CUDA device memory."""
+    device: int = 0
+    """``cuda``: the GPU (CUDA device index) the regions are allocated on."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,13 @@ def parse_sequence(value: Any, path: str) -> SequenceSpec:
 
 def parse_shm(value: Any, path: str) -> ShmSpec:
     """A pattern's ``shm`` object."""
-    spec = _keys(value, path, ("lifecycle", "outputs", "output_bytes"))
+    spec = _keys(value, path, ("kind", "device", "lifecycle", "outputs", "output_bytes"))
+    kind = spec.get("kind", "system")
+    if kind not in SHM_KINDS:
+        raise ConfigError(f"{_where(path)}.kind = {kind!r}: use one of {', '.join(SHM_KINDS)}")
+    if "device" in spec and kind != "cuda":
+        raise ConfigError(f"{_where(path)}.device: only CUDA regions live on a device: add \"kind\": \"cuda\" or "
+                          "drop device")
     lifecycle = spec.get("lifecycle", "per_user")
     if lifecycle not in LIFECYCLES:
         raise ConfigError(f"{_where(path)}.lifecycle = {lifecycle!r}: use one of {', '.join(LIFECYCLES)}")
@@ -128,8 +142,8 @@ def parse_shm(value: Any, path: str) -> ShmSpec:
     if outputs and lifecycle == "once":
         raise ConfigError(f"{_where(path)}: a 'once' region is shared read-only by every user: set outputs false "
                           "or use lifecycle per_user / per_request")
-    return ShmSpec(str(lifecycle), outputs, _num(spec.get("output_bytes", 0), f"{path}.output_bytes", 0,
-                                                  integer=True))
+    return ShmSpec(str(lifecycle), outputs, _num(spec.get("output_bytes", 0), f"{path}.output_bytes", 0, integer=True),
+                   kind=str(kind), device=_num(spec.get("device", 0), f"{path}.device", 0, integer=True))
 
 
 def parse_cache(value: Any, path: str) -> CacheSpec:

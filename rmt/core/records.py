@@ -164,7 +164,8 @@ class ShmRecord:
     t_ns: int
     """Epoch ns of the step."""
     event: str
-    """One of :data:`SHM_EVENTS`; ``status``: the process's final look at the server and ``/dev/shm``."""
+    """One of :data:`SHM_EVENTS` (``destroy``: unlinked, or for CUDA freed); ``status``: the process's final look at
+    the server and ``/dev/shm``."""
     region: str
     """Triton region name (``status``: the process's prefix)."""
     byte_size: int = 0
@@ -176,3 +177,6 @@ class ShmRecord:
     """``status``: regions under the prefix the server still has registered (-1: could not ask)."""
     files_left: int = 0
     """``status``: ``/dev/shm`` entries under the prefix still present."""
+    kind: str = "system"
+    """``system`` (a ``/dev/shm`` segment) or ``cuda`` (device memory; no file); ``status``: the kinds whose
+    registrations were asked for, comma-separated. A record without it is ``system``."""

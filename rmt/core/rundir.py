@@ -82,7 +82,8 @@ FILES: dict[str, RunFile] = _files(
     RunFile("sequences.jsonl", "rmt.load.stateful", "rmt.core.records.SequenceRecord",
             "one sequence of a sequence-batcher model as the load drove it: length, outcome, reclaim probe"),
     RunFile("shm.jsonl", "rmt.load.shmio", "rmt.core.records.ShmRecord",
-            "system shared-memory regions the load created, registered, unregistered and unlinked; a final status"),
+            "system and CUDA shared-memory regions the load created, registered, unregistered and freed; a final "
+            "status"),
     RunFile("capacity_control.jsonl", "rmt.capacity.controller", "rmt.core.records.StepDecision",
             "capacity sweep: one line per step with how the live controller ended it (stable, saturated, ...)"),
 )

@@ -228,5 +228,5 @@ def histogram_of(records: list[dict[str, Any]], field_name: str = "latency_us_hd
     hist = new_histogram()
     for record in records:
         if record.get(field_name):
-            hist.add(HdrHistogram.decode(str(record[field_name]).encode("ascii")))
+            add_encoded(hist, str(record[field_name]))
     return hist

@@ -23,7 +23,7 @@ from rmt.core.modelconfig import config_from_json
 from rmt.core.scenario import Scenario, parse_scenario
 from rmt.load.payloads import ID_WIDTH, Pool, build_pool, resolve_stream
 from rmt.load.schedule import ArrivalProcess, PhaseClock, StreamPicker
-from rmt.load.shmio import ShmRegistry, prestart_tracker, require_local
+from rmt.load.shmio import ShmRegistry, prestart_tracker, require_kind, require_local
 from rmt.load.windows import WindowBook
 
 _ENGINES: weakref.WeakKeyDictionary[Any, TrafficEngine] = weakref.WeakKeyDictionary()
@@ -112,7 +112,7 @@ class TrafficEngine:
         """Adopt ``plan`` (a new run: windows and pools start afresh)."""
         self.plan = plan
         self.scenario = parse_scenario(plan.scenario)
-        if any(p.shm is not None for p in self.scenario.patterns):
+        if any(p.shm is not None and p.shm.kind == "system" for p in self.scenario.patterns):
             prestart_tracker()
         self.picker = StreamPicker(self.scenario, random.Random(self.scenario.seed * 7919 + plan.rank))
         self.clock = PhaseClock(self.scenario.phases)
@@ -158,12 +158,14 @@ class TrafficEngine:
 
     def validate(self, fetch: Any, host: str | None = None) -> None:
         """Resolve every stream against the server now (raises the first ConfigError before any load); a
-        shared-memory pattern needs ``host`` to be this machine."""
+        shared-memory pattern needs ``host`` to be this machine, a CUDA one cuda-python too."""
         scenario = self.require_scenario()
         for stream in scenario.streams:
             pattern = scenario.pattern(stream.pattern)
-            if pattern.shm is not None and host is not None:
-                require_local(host)
+            if pattern.shm is not None:
+                require_kind(pattern.shm.kind)
+                if host is not None:
+                    require_local(host)
             resolve_stream(stream, pattern, self.model_config(stream.model, fetch))
 
     # -- stateful paths ------------------------------------------------------------------------------------------------

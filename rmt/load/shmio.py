@@ -1,33 +1,43 @@
-"""System shared-memory regions rmt creates for its requests: creation, registration, release, and their records.
+"""Shared-memory regions rmt creates for its requests (system or CUDA): creation, registration, release, records.
 
-Every region a load process creates goes through one :class:`ShmRegistry` (per process): created with
-``tritonclient.utils.shared_memory`` (key ``/rmt_<pid>_<n>``, Triton name ``rmt_<pid>_<n>``), registered with the
-server over the user's protocol (:class:`ShmControl`), and released — unregistered, then unmapped and unlinked —
-by its owner (a request, a user, the process) or, whatever failed before, by :meth:`ShmRegistry.close_all` when the
-load drains. A registration that fails unlinks its region at once. Each step is a
-:class:`~rmt.core.records.ShmRecord` in ``shm.jsonl``, so the ``shm_regions`` check can prove nothing rmt created
-outlives the run; the last record of a process (``status``) lists what the server and ``/dev/shm`` still hold under
-the process's prefix.
+Every region a load process creates goes through one :class:`ShmRegistry` (per process), whatever its kind: created
+(Triton name ``rmt_<pid>_<n>``), registered with the server over the user's protocol (:class:`ShmControl`), and
+released — unregistered, then freed — by its owner (a request, a user, the process) or, whatever failed before, by
+:meth:`ShmRegistry.close_all` when the load drains. A registration that fails frees its region at once. What differs
+per kind is a small :class:`ShmKind` (:data:`KINDS`): ``system`` regions are ``/dev/shm`` segments
+(``tritonclient.utils.shared_memory``, key ``/rmt_<pid>_<n>``, unmapped and unlinked when freed); ``cuda`` regions
+are device memory (``tritonclient.utils.cuda_shared_memory``, registered by their CUDA IPC handle, ``cudaFree`` when
+freed; no file). Each step is a :class:`~rmt.core.records.ShmRecord` in ``shm.jsonl``, so the ``shm_regions`` check
+can prove nothing rmt created outlives the run; the last record of a process (``status``) lists what the server
+(every kind the process used) and ``/dev/shm`` still hold under the process's prefix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import ipaddress
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rmt.core.errors import ConfigError
 from rmt.core.records import SHM_FILE, ShmRecord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SHM_DIR = Path("/dev/shm")
 IN_USE_TEXT = "currently in use"
 UNREGISTER_PATIENCE_S = 1.0
 """How long a release retries an unregistration the server refuses because the region is still in use."""
+CUDA_MODULE = "cuda.bindings.runtime"
+"""What ``tritonclient.utils.cuda_shared_memory`` imports (the ``cuda-python`` package)."""
+CUDA_MISSING = "CUDA shared memory needs the cuda-python package: pip install cuda-python"
 
 
 def prestart_tracker() -> None:
@@ -40,7 +50,8 @@ def prestart_tracker() -> None:
 
 
 def require_local(host: str) -> None:
-    """ConfigError unless ``host`` is this machine: Triton maps system shared memory by key on its own host."""
+    """ConfigError unless ``host`` is this machine: Triton maps system shared memory by key on its own host, CUDA
+    shared memory by an IPC handle valid on its own host only."""
     name = host.strip("[]")
     try:
         if ipaddress.ip_address(name).is_loopback:
@@ -54,16 +65,136 @@ def require_local(host: str) -> None:
     except OSError:
         addresses, local = {name}, set()
     if not addresses or not addresses <= (local | {"127.0.0.1", "::1"}):
-        raise ConfigError(f"shared-memory pattern on a remote server ({host}): system shared memory works only "
-                          "with tritonserver on this host; run the load beside the server or drop the pattern's "
+        raise ConfigError(f"shared-memory pattern on a remote server ({host}): system and CUDA shared memory work "
+                          "only with tritonserver on this host; run the load beside the server or drop the pattern's "
                           "\"shm\"")
 
 
 def require_local_for(traffic: dict[str, Any], host: str) -> None:
     """:func:`require_local` when any pattern of the traffic section (``rmt.load`` format) uses shared memory."""
-    patterns = traffic.get("traffic", traffic).get("patterns") or {}
-    if any(isinstance(p, dict) and "shm" in p for p in patterns.values()):
+    if _shm_specs(traffic):
         require_local(host.split("://", 1)[-1].rstrip("/").rpartition(":")[0] or host)
+
+
+def require_kind(kind: str, *, module: str = CUDA_MODULE) -> None:
+    """ConfigError when regions of ``kind`` cannot be made in this Python: ``cuda`` needs ``module`` (cuda-python)."""
+    if kind != "cuda":
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(CUDA_MISSING) from None
+
+
+def require_kinds_for(traffic: dict[str, Any], *, module: str = CUDA_MODULE) -> None:
+    """:func:`require_kind` for every shared-memory pattern of the traffic section (``rmt.load`` format)."""
+    for spec in _shm_specs(traffic):
+        require_kind(str(spec.get("kind", "system")), module=module)
+
+
+def _shm_specs(traffic: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``shm`` objects of the traffic section's patterns (a definition's or the section itself)."""
+    section = traffic.get("traffic", traffic)
+    patterns = section.get("patterns") if isinstance(section, dict) else None
+    if not isinstance(patterns, dict):
+        return []
+    return [p["shm"] if isinstance(p["shm"], dict) else {} for p in patterns.values()
+            if isinstance(p, dict) and "shm" in p]
+
+
+class ShmKind:
+    """What differs between kinds of region: allocation, filling, freeing and the server's register calls.
+
+    ``system``: a ``/dev/shm`` segment (the base class)."""
+
+    name = "system"
+
+    def allocate(self, name: str, byte_size: int, device: int) -> tuple[Any, str]:
+        """A new region's handle and key (``/<name>``; created exclusively: a stale segment is an error)."""
+        from tritonclient.utils import shared_memory as shm
+
+        key = f"/{name}"
+        return shm.create_shared_memory_region(name, key, byte_size, create_only=True), key
+
+    def fill(self, handle: Any, arrays: list[np.ndarray]) -> None:
+        """Write ``arrays`` back to back from the region's start."""
+        from tritonclient.utils import shared_memory as shm
+
+        shm.set_shared_memory_region(handle, arrays)
+
+    def free(self, handle: Any) -> None:
+        """Unmap and unlink the region."""
+        from tritonclient.utils import shared_memory as shm
+
+        shm.destroy_shared_memory_region(handle)
+
+    def register(self, client: Any, region: Region) -> None:
+        """``register_system_shared_memory``; raises on refusal."""
+        client.register_system_shared_memory(region.name, region.key, region.byte_size)
+
+    def unregister(self, client: Any, name: str) -> None:
+        """``unregister_system_shared_memory``; raises on refusal."""
+        client.unregister_system_shared_memory(name)
+
+    def status(self, client: Any) -> Any:
+        """The server's registered regions of this kind (HTTP: a list of dicts; gRPC: a message with ``regions``)."""
+        return client.get_system_shared_memory_status()
+
+
+class CudaShmKind(ShmKind):
+    """``cuda``: device memory on one GPU, registered by its CUDA IPC handle (the server maps it in its process)."""
+
+    name = "cuda"
+
+    def allocate(self, name: str, byte_size: int, device: int) -> tuple[Any, str]:
+        """``cudaMalloc`` on ``device``; no key."""
+        from tritonclient.utils import cuda_shared_memory as cudashm
+
+        return cudashm.create_shared_memory_region(name, byte_size, device), ""
+
+    def fill(self, handle: Any, arrays: list[np.ndarray]) -> None:
+        """Copy ``arrays`` back to back to the device from the region's start (synchronous)."""
+        from tritonclient.utils import cuda_shared_memory as cudashm
+
+        cudashm.set_shared_memory_region(handle, arrays)
+
+    def free(self, handle: Any) -> None:
+        """Free the device memory now, so that a ``destroy`` record means it is freed and a failure is recorded.
+
+        ``destroy_shared_memory_region`` only drops the module's reference; the handle's finalizer calls
+        ``cudaFree`` whenever the last reference goes, where an error could only be printed. So the finalizer runs
+        here, then the handle is disarmed (it skips a handle without ``_base_addr``) so it cannot free twice."""
+        from tritonclient.utils import cuda_shared_memory as cudashm
+
+        cudashm.destroy_shared_memory_region(handle)
+        finalize = getattr(type(handle), "__del__", None)
+        if finalize is None:  # no finalizer: the memory goes with the handle's last reference
+            return
+        try:
+            finalize(handle)
+        finally:
+            with contextlib.suppress(AttributeError):
+                del handle._base_addr
+
+    def register(self, client: Any, region: Region) -> None:
+        """``register_cuda_shared_memory`` with the base64 IPC handle (the HTTP client sends it as is, the gRPC
+        client decodes it to raw bytes); raises on refusal."""
+        from tritonclient.utils import cuda_shared_memory as cudashm
+
+        client.register_cuda_shared_memory(region.name, cudashm.get_raw_handle(region.handle), region.device,
+                                           region.byte_size)
+
+    def unregister(self, client: Any, name: str) -> None:
+        """``unregister_cuda_shared_memory``; raises on refusal."""
+        client.unregister_cuda_shared_memory(name)
+
+    def status(self, client: Any) -> Any:
+        """``get_cuda_shared_memory_status``."""
+        return client.get_cuda_shared_memory_status()
+
+
+KINDS: dict[str, ShmKind] = {k.name: k for k in (ShmKind(), CudaShmKind())}
+"""Every kind of region by its name (``ShmSpec.kind``)."""
 
 
 class ShmControl:
@@ -72,18 +203,18 @@ class ShmControl:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def register(self, name: str, key: str, byte_size: int) -> None:
-        """``register_system_shared_memory``; raises on refusal."""
-        self.client.register_system_shared_memory(name, key, byte_size)
+    def register(self, region: Region) -> None:
+        """Register ``region`` by its kind; raises on refusal."""
+        KINDS[region.kind].register(self.client, region)
 
-    def unregister(self, name: str) -> None:
-        """``unregister_system_shared_memory``; raises on refusal."""
-        self.client.unregister_system_shared_memory(name)
+    def unregister(self, name: str, kind: str = "system") -> None:
+        """Unregister the region ``name`` of ``kind``; raises on refusal."""
+        KINDS[kind].unregister(self.client, name)
 
-    def registered(self) -> list[str]:
-        """Names of the system regions the server has registered."""
-        status = self.client.get_system_shared_memory_status()
-        if isinstance(status, list):  # HTTP: a list of {name, key, offset, byte_size}
+    def registered(self, kind: str = "system") -> list[str]:
+        """Names of the regions of ``kind`` the server has registered."""
+        status = KINDS[kind].status(self.client)
+        if isinstance(status, list):  # HTTP: a list of {name, ...}
             return [str(r.get("name", "")) for r in status]
         return list(getattr(status, "regions", {}) or {})
 
@@ -115,20 +246,27 @@ class Region:
 
     name: str
     key: str
+    """``system``: the ``/dev/shm`` key; ``cuda``: empty."""
     byte_size: int
     handle: Any
     control: ShmControl | None = None
     """Set while the server has it registered."""
     own_control: bool = False
     """The control was opened for this region alone (closed with it)."""
+    kind: str = "system"
+    """A key of :data:`KINDS`."""
+    device: int = 0
+    """``cuda``: the GPU holding it."""
 
 
 class ShmRegistry:
     """Every region of one load process (see the module docstring); ``note(file, record)`` keeps the records."""
 
     def __init__(self, note: Callable[[str, dict[str, Any]], None], *, pid: int | None = None,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns, kinds: Mapping[str, ShmKind] | None = None) -> None:
         self.note = note
+        self.kinds = KINDS if kinds is None else kinds
+        """How each kind of region is allocated, filled and freed (:data:`KINDS`)."""
         self.pid = os.getpid() if pid is None else pid
         self.prefix = f"rmt_{self.pid}_"
         self.clock_ns = clock_ns
@@ -136,101 +274,115 @@ class ShmRegistry:
         self.shared: dict[Any, Region] = {}
         """Process-wide regions (``once`` lifecycle) by their owner's key."""
         self._count = 0
-        self.stale: dict[str, int] = {}
-        """Regions unlinked whose unregistration failed (name → bytes): retried by :meth:`close_all`."""
-        self._used = False
-        """Regions were created since the last :meth:`close_all`."""
+        self.stale: dict[str, Region] = {}
+        """Regions freed whose unregistration failed (by name): retried by :meth:`close_all`."""
+        self._kinds: set[str] = set()
+        """Kinds of the regions created since the last :meth:`close_all` (none: nothing to report)."""
         self.make_control: Callable[[], ShmControl] | None = None
         """Opens a control of the users' protocol (set by the first user that creates a region): the final status
         and the process-wide regions use controls of their own, never a user's."""
 
-    def _record(self, event: str, region: str, byte_size: int = 0, detail: str = "", **more: int) -> None:
-        self.note(SHM_FILE, asdict(ShmRecord(self.clock_ns(), event, region, byte_size, self.pid, detail, **more)))
+    def _record(self, event: str, region: Region | str, detail: str = "", **more: Any) -> None:
+        if isinstance(region, Region):
+            name, more = region.name, {"byte_size": region.byte_size, "kind": region.kind, **more}
+        else:
+            name = region
+        self.note(SHM_FILE, asdict(ShmRecord(self.clock_ns(), event, name, pid=self.pid, detail=detail, **more)))
 
-    def create(self, byte_size: int, control: ShmControl, *, own_control: bool = False) -> Region:
-        """A new region of ``byte_size`` bytes, registered through ``control`` (unlinked again if that fails;
-        ``own_control``: the control is closed with the region)."""
-        from tritonclient.utils import shared_memory as shm
-
+    def create(self, byte_size: int, control: ShmControl, *, own_control: bool = False, kind: str = "system",
+               device: int = 0, contents: Sequence[np.ndarray] = ()) -> Region:
+        """A new region of ``kind`` (on GPU ``device`` for ``cuda``) of ``byte_size`` bytes holding ``contents``
+        back to back, registered through ``control``; freed again if writing or registering fails (then raises).
+        ``own_control``: the control is closed with the region."""
+        ops = self.kinds[kind]
         self._count += 1
-        self._used = True
+        self._kinds.add(kind)
         name = f"{self.prefix}{self._count}"
-        region = Region(name, f"/{name}", max(1, byte_size), None, own_control=own_control)
-        region.handle = shm.create_shared_memory_region(name, region.key, region.byte_size, create_only=True)
+        region = Region(name, "", max(1, byte_size), None, own_control=own_control, kind=kind, device=device)
+        region.handle, region.key = ops.allocate(name, region.byte_size, device)
         self.live[name] = region
-        self._record("create", name, region.byte_size)
+        self._record("create", region, f"device {device}" if kind == "cuda" else "")
+        step = "write"
         try:
-            control.register(name, region.key, region.byte_size)
+            if contents:
+                ops.fill(region.handle, list(contents))
+            step = "register"
+            control.register(region)
         except Exception as exc:
-            self._record("error", name, region.byte_size, f"register: {exc}")
+            self._record("error", region, f"{step}: {exc}")
             self.release(region)
             if own_control:
                 control.close()
             raise
         region.control = control
-        self._record("register", name, region.byte_size)
+        self._record("register", region)
         return region
 
+    def write(self, region: Region, arrays: list[np.ndarray]) -> None:
+        """Write ``arrays`` back to back from ``region``'s start."""
+        self.kinds[region.kind].fill(region.handle, arrays)
+
     def release(self, region: Region) -> None:
-        """Unregister (when registered) and unlink ``region``; errors are recorded, never raised."""
+        """Unregister (when registered) and free ``region``; errors are recorded, never raised."""
         # Claim each step before its I/O: a drain and a user's on_stop may release the same region at once.
         control, region.control = region.control, None
         if control is not None:
-            if self._unregister(control, region.name, region.byte_size):
+            if self._unregister(control, region):
                 self.stale.pop(region.name, None)
             else:
-                self.stale[region.name] = region.byte_size
+                self.stale[region.name] = region
             if region.own_control:
                 control.close()
         if self.live.pop(region.name, None) is not None:
-            from tritonclient.utils import shared_memory as shm
-
+            handle, region.handle = region.handle, None
             try:
-                shm.destroy_shared_memory_region(region.handle)
-                self._record("destroy", region.name, region.byte_size)
+                self.kinds[region.kind].free(handle)
+                self._record("destroy", region)
             except Exception as exc:
-                self._record("error", region.name, region.byte_size, f"destroy: {exc}")
+                self._record("error", region, f"destroy: {exc}")
 
-    def _unregister(self, control: ShmControl, name: str, byte_size: int) -> bool:
-        """Unregister ``name``, retrying while the server still holds it (over gRPC Triton 2.51 answers before it
+    def _unregister(self, control: ShmControl, region: Region) -> bool:
+        """Unregister ``region``, retrying while the server still holds it (over gRPC Triton 2.51 answers before it
         lets go of the request's regions: "Cannot unregister ... it is currently in use"); False when it failed."""
         deadline = time.monotonic() + UNREGISTER_PATIENCE_S
         delay = 0.001
         refused = 0
         while True:
             try:
-                control.unregister(name)
-                self._record("unregister", name, byte_size, f"refused {refused} times while in use" if refused else "")
+                control.unregister(region.name, region.kind)
+                self._record("unregister", region, f"refused {refused} times while in use" if refused else "")
                 return True
-            except Exception as exc:  # the server may be gone: the region is still ours to unlink
+            except Exception as exc:  # the server may be gone: the region is still ours to free
                 if IN_USE_TEXT not in str(exc) or time.monotonic() + delay > deadline:
-                    self._record("error", name, byte_size, f"unregister: {exc}")
+                    self._record("error", region, f"unregister: {exc}")
                     return False
             refused += 1
             time.sleep(delay)  # cooperative under Locust (gevent)
             delay = min(delay * 2, 0.05)
 
     def close_all(self) -> None:
-        """Release every region still live, then record what the server and ``/dev/shm`` still hold."""
-        if not self._used:
+        """Release every region still live, then record what the server (each kind used) and ``/dev/shm`` still
+        hold."""
+        if not self._kinds:
             return
         for region in list(self.live.values()):
             self.release(region)
         self.shared.clear()
+        kinds = sorted(self._kinds)
         files = sorted(p.name for p in SHM_DIR.glob(f"{self.prefix}*")) if SHM_DIR.is_dir() else []
         registered: list[str] | None = None
         if self.make_control is not None:
             control = self.make_control()
-            for name, byte_size in list(self.stale.items()):  # registrations a release could not undo
-                if self._unregister(control, name, byte_size):
-                    del self.stale[name]
+            for region in list(self.stale.values()):  # registrations a release could not undo
+                if self._unregister(control, region):
+                    del self.stale[region.name]
             try:
-                registered = [n for n in control.registered() if n.startswith(self.prefix)]
+                registered = [n for kind in kinds for n in control.registered(kind) if n.startswith(self.prefix)]
             except Exception as exc:
-                self._record("error", self.prefix, 0, f"status: {exc}")
+                self._record("error", self.prefix, f"status: {exc}")
             finally:
                 control.close()
         left = -1 if registered is None else len(registered)
-        self._record("status", self.prefix, 0, " ".join((registered or []) + files), registered_left=left,
-                     files_left=len(files))
-        self._used = False
+        self._record("status", self.prefix, " ".join((registered or []) + files), registered_left=left,
+                     files_left=len(files), kind=",".join(kinds))
+        self._kinds.clear()

@@ -215,8 +215,6 @@ class StatefulStream:
         return self.control
 
     def _place(self, k: int, arrays: dict[str, np.ndarray]) -> tuple[Placement, Region | None]:
-        from tritonclient.utils import shared_memory as shm
-
         spec, registry = self.shm, self.registry
         assert spec is not None and registry is not None
         if spec.lifecycle == "once":
@@ -227,25 +225,22 @@ class StatefulStream:
             return _layout(arrays, [], 0, region.name, offset)[0], None
         need = _layout(arrays, self.outputs, spec.output_bytes, "")[1]
         if spec.lifecycle == "per_request":
-            region = registry.create(need, self._control())
-            shm.set_shared_memory_region(region.handle, list(arrays.values()))
+            region = registry.create(need, self._control(), kind=spec.kind, device=spec.device,
+                                     contents=list(arrays.values()))
             return _layout(arrays, self.outputs, spec.output_bytes, region.name)[0], region
         if self.region is None or self.region.name not in registry.live:
             most = max(_layout(body, self.outputs, spec.output_bytes, "")[1] for body in self.pool.arrays)
-            self.region = registry.create(max(most, need), self._control())
-        shm.set_shared_memory_region(self.region.handle, list(arrays.values()))
+            self.region = registry.create(max(most, need), self._control(), kind=spec.kind, device=spec.device)
+        registry.write(self.region, list(arrays.values()))
         return _layout(arrays, self.outputs, spec.output_bytes, self.region.name)[0], None
 
     def _once_region(self) -> Region:
         """The process's read-only region holding every body of the pool back to back (written once)."""
-        from tritonclient.utils import shared_memory as shm
-
-        assert self.registry is not None and self.make_control is not None
+        assert self.registry is not None and self.make_control is not None and self.shm is not None
         self.registry.make_control = self.registry.make_control or self.make_control
         bodies = [a for body in self.pool.arrays for a in body.values()]
-        region = self.registry.create(sum(int(a.nbytes) for a in bodies), self.make_control(), own_control=True)
-        shm.set_shared_memory_region(region.handle, bodies)
-        return region
+        return self.registry.create(sum(int(a.nbytes) for a in bodies), self.make_control(), own_control=True,
+                                    kind=self.shm.kind, device=self.shm.device, contents=bodies)
 
     # -- requests ----------------------------------------------------------------------------------------------------
     def next(self) -> Prepared:

@@ -33,7 +33,7 @@ from rmt.core.hosts import base_url
 from rmt.core.records import CAPACITY_CONTROL_FILE, MODEL_LINES, SERVER_LOG
 from rmt.core.resources import GPU_REPOSITORY, MULTI_GPU_REPOSITORY
 from rmt.core.rundir import RunDir
-from rmt.load.shmio import require_local_for
+from rmt.load.shmio import require_kinds_for, require_local_for
 from rmt.run.decisive import DEFAULT_MAX_DURATION_S, Decisive
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.interrupt import Interrupts, record_cut_short
@@ -189,6 +189,8 @@ class Orchestrator:
     def run(self) -> int:
         """Everything; returns the exit code (0 pass / matches expectations, 3 failed, 2 usage, 1 tool error)."""
         plan = self.plan()
+        for definition, _ in plan:  # a CUDA shared-memory pattern without cuda-python: before a server starts
+            require_kinds_for(definition.raw)
         if not self.definition.scenarios:
             why = self._gpu_shortfall(plan[0][0])
             if why:  # refused before a server starts (its models may not even be in this repository)
