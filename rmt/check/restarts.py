@@ -2,7 +2,8 @@
 
 A restarted tritonserver counts requests from 0 again and is a new process: its memory starts from scratch, so a
 series that spans the restart is neither a leak nor healthy. :func:`restart_times` finds each restart from black-box
-evidence only: a cumulative Triton request counter that goes back, or a new server PID. :func:`per_lifetime` splits
+evidence only: a new server PID, or (where the process is not sampled) every model's request counters going back
+together. :func:`per_lifetime` splits
 every memory series at those instants into one series per lifetime (``<name> lifetime <k>``), and
 :func:`restart_losses` turns them into the run's losses (see :mod:`rmt.check.completeness`).
 """
@@ -29,21 +30,46 @@ MERGE_NS = 5_000_000_000
 
 
 def restart_times(series: Mapping[tuple[str, int], Series]) -> list[int]:
-    """Epoch ns at which the server restarted: the first sample after a counter went back, or a new server PID."""
-    found: list[int] = []
-    pids: dict[str, int] = {}
+    """Epoch ns at which the server restarted.
+
+    Where the server process was sampled, its PID decides: every server PID after the first is a new lifetime. Only
+    without that (a remote server, a fleet) do Triton's counters decide, and then only when *every* model counted
+    before and after the drop went back together: an unloaded and reloaded model resets its own counters, the server
+    keeps running (a careless reload is not a restart)."""
+    pids: dict[str, tuple[int, int]] = {}
     for s in series.values():
-        if s.measure in COUNTERS:
-            ok = ~np.isnan(s.values)
-            t, v = s.t_epoch_ns[ok], s.values[ok]
-            found += [int(t[i + 1]) for i in np.nonzero(np.diff(v) < 0)[0]]
-        elif s.measure == "process_rss_bytes" and s.labels.get("role") == "server" and len(s.t_epoch_ns):
+        if s.measure == "process_rss_bytes" and s.labels.get("role") == "server" and len(s.t_epoch_ns):
             seen = s.t_epoch_ns[~np.isnan(s.values)]
             if len(seen):
-                pids[str(s.labels.get("pid"))] = int(seen[0])
-    found += sorted(pids.values())[1:]  # every server PID after the first is a new lifetime
+                pids[str(s.labels.get("pid"))] = (int(seen[0]), int(seen[-1]))
+    if pids:  # a new lifetime begins right after the previous server's last sample
+        lives = sorted(pids.values())
+        return _merged([before[1] + 1_000_000 for before in lives[:-1]])  # +1 ms: exact in float seconds too
+    drops: dict[str, list[int]] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    for s in series.values():
+        if s.measure not in COUNTERS:
+            continue
+        ok = ~np.isnan(s.values)
+        t, v = s.t_epoch_ns[ok], s.values[ok]
+        if not len(t):
+            continue
+        model = str(s.labels.get("model", ""))
+        drops.setdefault(model, []).extend(int(t[i + 1]) for i in np.nonzero(np.diff(v) < 0)[0])
+        first, last = spans.get(model, (int(t[0]), int(t[-1])))
+        spans[model] = (min(first, int(t[0])), max(last, int(t[-1])))
+    restarts = []
+    for t in _merged(sorted(x for found in drops.values() for x in found)):
+        counted = [m for m, (first, last) in spans.items() if first < t <= last]  # counted across the drop
+        if counted and all(any(abs(x - t) <= MERGE_NS for x in drops.get(m, ())) for m in counted):
+            restarts.append(t)
+    return restarts
+
+
+def _merged(times: list[int]) -> list[int]:
+    """Instants within :data:`MERGE_NS` of the previous one folded into it."""
     merged: list[int] = []
-    for t in sorted(found):
+    for t in sorted(times):
         if not merged or t - merged[-1] > MERGE_NS:
             merged.append(t)
     return merged
