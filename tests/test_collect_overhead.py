@@ -368,7 +368,7 @@ def test_an_ended_stub_is_noted_once_and_dropped_never_read_as_zero(tmp_path: Pa
         # left out, not 0 (a USS round that read the stub before it ended may still report that value)
         stub_points = [p for p in reading.points if dict(p.labels).get("pid") == str(stub_pid)]
         assert {p.measure for p in stub_points} <= {"process_uss_bytes"} and all(p.value > 0 for p in stub_points)
-        clock[0] += 3600  # a full tick: every process and the tree's totals
+        clock[0] += 3601  # past a full period (exactly 3600 may round below it in float): every process, the totals
         again = source.read()  # the zombie may still be in the tree: not counted, not "ended" again
         assert "ended" not in again.note
         count = [p.value for p in again.points if p.measure == "process_tree_processes_count"]
