@@ -318,6 +318,18 @@ def test_the_shape_rule_tells_settling_from_a_sustained_rise_in_a_short_run() ->
     assert whole is not None and whole.growth_per_10k_bytes > 512 * 1024
 
 
+def test_samples_without_completed_requests_do_not_read_as_a_stopped_rise() -> None:
+    """A model whose traffic ends before the run does (a phase without it, the drain): the idle samples at its last
+    request count are one point, so its per-request leak is still sustained to its last request. The shape is the
+    campaign's ensemble step keeping 64 KiB per request: 6.5 s of traffic, then 1.7 s of samples at 955 requests (the
+    RSS read lagging the request count by a sample)."""
+    done = np.r_[np.linspace(0.0, 947.0, 65), np.full(18, 955.0)]
+    values = np.floor((45e6 + 65536.0 * np.r_[0.0, done[:-1]]) / 4096) * 4096  # each read sees the request before
+    series = MemorySeries("process_rss_bytes{model=m}", np.arange(83) / 10.0, done, values)
+    (v,) = LeakCheck({"max_growth": "6KiB/request"}).evaluate(RunInputs(memory=[series]))
+    assert v.status == FAIL and v.evidence["bytes_per_request"] == pytest.approx(65536, rel=0.1), v.explanation
+
+
 def test_too_little_data_is_undecided_and_says_how_much_would_decide() -> None:
     """A threshold-sized growth hidden in the noise of a short run is neither a pass nor a fail."""
     noisy = memory_series(2, requests=600, samples=60, leak_bytes_per_request=52.4, noise_bytes=256 * 1024)

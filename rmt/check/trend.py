@@ -274,6 +274,8 @@ def sustained_growth(t_s: np.ndarray, requests: np.ndarray, values: np.ndarray, 
     r, v = r[keep], v[keep]
     order = np.argsort(r, kind="stable")
     r, v = r[order], v[order]
+    unit = quantum(v, min_quantum)
+    r, v = per_request_count(r, v)
     cut = int(len(v) * (1.0 - share))
     lr, lv = r[cut:], v[cut:]
     if len(lv) < MIN_POINTS or lr[-1] <= lr[0]:
@@ -292,8 +294,21 @@ def sustained_growth(t_s: np.ndarray, requests: np.ndarray, values: np.ndarray, 
         tau, p = stats.kendalltau(bx, by, alternative="greater")
     if not math.isfinite(tau):
         tau, p = 0.0, 1.0
-    return Sustained(slope, low, high, floor, float(tau), float(p), noise, quantum(v, min_quantum),
-                     float(lr[-1] - lr[0]), early)
+    return Sustained(slope, low, high, floor, float(tau), float(p), noise, unit, float(lr[-1] - lr[0]), early)
+
+
+def per_request_count(r: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of sorted ``r`` sharing a completed-request count folded into one (their mean value).
+
+    Samples taken while none of the series' requests completed (a phase without its traffic, the drain at the end)
+    say nothing of growth *per request*: kept apart, a stretch of them at the end reads as a rise that stopped."""
+    if len(r) < 2:
+        return r, v
+    starts = np.r_[0, np.flatnonzero(np.diff(r)) + 1]
+    if len(starts) == len(r):
+        return r, v
+    counts = np.diff(np.r_[starts, len(r)])
+    return r[starts], np.add.reduceat(v, starts) / counts
 
 
 def decide(s: Sustained, limit_bytes_per_request: float, alpha: float, settle_bytes: float = 0.0) -> Decision:
