@@ -10,11 +10,6 @@ Skipped without an NVIDIA GPU (CI has none); needs cuda-python (``.carry/wheels`
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,11 +27,10 @@ from rmt.core.resources import GPU_REPOSITORY
 from rmt.core.rundir import RunDir
 from rmt.load.shmio import ShmRegistry, http_control
 from rmt.server import EmbeddedServer, ServerOptions
-from tests.zoo_client import nvml_gpu_count, zoo_subset
+from tests.zoo_client import nvml_gpu_count, run_state_locust, zoo_subset
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(nvml_gpu_count() == 0, reason="needs an NVIDIA GPU (NVML finds none)")]
-LOCUSTFILE = str(Path(__file__).resolve().parent / "locustfile_state.py")
 MODEL = "probe_gpu"
 CUDA = {"kind": "cuda", "device": 0, "outputs": True}
 SCENARIO = {
@@ -68,23 +62,6 @@ def rmt_regions(client: Any) -> list[str]:
     return [str(r["name"]) for r in client.get_cuda_shared_memory_status() if str(r["name"]).startswith("rmt_")]
 
 
-def run_locust(user_class: str, host: str, run_dir: Path) -> tuple[int, str]:
-    scenario = run_dir.parent / f"{run_dir.name}.json"
-    scenario.write_text(json.dumps(SCENARIO))
-    args = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", str(USERS), "-r", "100", "-t",
-            "4s", "--host", host, "--rmt-scenario", str(scenario), "--rmt-run-dir", str(run_dir), "--only-summary",
-            "--stop-timeout", "5", "--exit-code-on-error", "0", user_class]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=60)
-        return proc.returncode, err
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_cuda_shm_load_succeeds_is_counted_and_leaves_no_region(server: EmbeddedServer, tmp_path: Path,
                                                                  protocol: str) -> None:
@@ -92,7 +69,7 @@ def test_cuda_shm_load_succeeds_is_counted_and_leaves_no_region(server: Embedded
     client = httpclient.InferenceServerClient(server.http_url, network_timeout=30)
     try:
         before = successes(client)
-        code, err = run_locust(user, host, tmp_path / "run")
+        code, err = run_state_locust(user, host, tmp_path / "run", SCENARIO, users=USERS, seconds=4, timeout_s=60)
         assert "Traceback" not in err and code == 0, err[-3000:]
         served = successes(client) - before
         left_on_server = rmt_regions(client)

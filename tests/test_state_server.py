@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +16,8 @@ from rmt.check.inputs import load_inputs
 from rmt.check.path_checks import SequenceSlotsCheck, ShmRegionsCheck
 from rmt.core.rundir import RunDir
 from rmt.server import EmbeddedServer, ServerOptions
-from tests.zoo_client import model_stub_rss, wait_for, zoo_subset
+from tests.zoo_client import model_stub_rss, run_state_locust, wait_for, zoo_subset
 
-LOCUST = str(Path(sys.executable).parent / "locust")
-LOCUSTFILE = str(Path(__file__).resolve().parent / "locustfile_state.py")
 MIB = 2**20
 
 SCENARIO = {
@@ -54,27 +47,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
         yield srv
 
 
-def run_locust(user_class: str, host: str, run_dir: Path) -> tuple[int, str]:
-    scenario = run_dir.parent / f"{run_dir.name}.json"
-    scenario.write_text(json.dumps(SCENARIO))
-    args = [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "6", "-r", "100", "-t", "6s", "--host", host,
-            "--rmt-scenario", str(scenario), "--rmt-run-dir", str(run_dir), "--only-summary", "--stop-timeout", "5",
-            "--exit-code-on-error", "0", user_class]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=90)
-        return proc.returncode, err
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_sequences_and_shm_over_each_protocol(server: EmbeddedServer, tmp_path: Path, protocol: str) -> None:
     user, host = ("StateGrpc", server.grpc_url) if protocol == "grpc" else ("StateHttp", server.http_url)
-    code, err = run_locust(user, host, tmp_path / "run")
+    code, err = run_state_locust(user, host, tmp_path / "run", SCENARIO, users=6, seconds=6, timeout_s=90)
     assert "Traceback" not in err, err[-2000:]
     rd = RunDir(tmp_path / "run", create=False)
     sequences = list(rd.read("sequences.jsonl"))

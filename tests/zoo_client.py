@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -90,3 +95,27 @@ def nvml_gpu_count() -> int:
     except pynvml.NVMLError:
         return 0
     return int(pynvml.nvmlDeviceGetCount())
+
+
+STATE_LOCUSTFILE = str(Path(__file__).resolve().parent / "locustfile_state.py")
+
+
+def run_state_locust(user_class: str, host: str, run_dir: Path, scenario: dict[str, Any], *, users: int,
+                     seconds: int, timeout_s: float) -> tuple[int, str]:
+    """``locust --headless`` (``python -m locust``: also where only the module is installed) on the stateful test
+    locustfile with ``scenario`` beside ``run_dir``; (exit code, stderr). The whole process group is killed if it
+    outlives ``timeout_s``."""
+    path = run_dir.parent / f"{run_dir.name}.json"
+    path.write_text(json.dumps(scenario))
+    args = [sys.executable, "-m", "locust", "-f", STATE_LOCUSTFILE, "--headless", "-u", str(users), "-r", "100",
+            "-t", f"{seconds}s", "--host", host, "--rmt-scenario", str(path), "--rmt-run-dir", str(run_dir),
+            "--only-summary", "--stop-timeout", "5", "--exit-code-on-error", "0", user_class]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+        return proc.returncode, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
