@@ -164,7 +164,7 @@ def test_request_priority_and_queue_policy(triton_server: EmbeddedServer, tmp_pa
     # 24 users (the priority scenario's): both levels served, level 1 first
     run_dir = load_run(triton_server, tmp_path, scenario, users=24, run_time_s=8, collect=False, name="served")
     (prio,) = by_subject(evaluate(run_dir, "only = priority"), "priority").values()
-    assert prio.status == "pass" and prio.measured < 0.8, prio.explanation
+    assert prio.status == "pass" and prio.measured < 1.0, prio.explanation  # the scenario's own bound
     # 40 users: 20 at level 1 keep a full batch queued, so strict priority serves level 2 rarely and its queue of 16
     # overflows: the queue policy is honoured, and level 2's latency cannot be compared (served too rarely)
     run_dir = load_run(triton_server, tmp_path, scenario, users=40, run_time_s=8, collect=False, name="overfull")
