@@ -59,7 +59,7 @@ def restart_times(series: Mapping[tuple[str, int], Series]) -> list[int]:
         first, last = spans.get(model, (int(t[0]), int(t[-1])))
         spans[model] = (min(first, int(t[0])), max(last, int(t[-1])))
     restarts = []
-    for t in _merged(sorted(x for found in drops.values() for x in found)):
+    for t in _merged([x for found in drops.values() for x in found]):
         counted = [m for m, (first, last) in spans.items() if first < t <= last]  # counted across the drop
         if counted and all(any(abs(x - t) <= MERGE_NS for x in drops.get(m, ())) for m in counted):
             restarts.append(t)
