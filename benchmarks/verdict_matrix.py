@@ -2,7 +2,8 @@
 per check × subject, and the margin (measured / threshold: min, median, max) each verdict had.
 
     .venv/bin/python benchmarks/verdict_matrix.py [-n 10 | --quick] [--scenario memory_growth ...]
-        [--alone memory_growth:leak_2k=fail ...] [--duration S] [--host URL] [--out DIR] [--checks SPEC ...]
+        [--alone memory_growth:leak_2k=fail ...] [--duration S] [--host URL | --servers K] [--out DIR]
+        [--checks SPEC ...]
 
 Cases:
 
@@ -14,10 +15,11 @@ Cases:
   model label (the process tree, the device) are tallied apart as ``aggregate`` when MODEL is a defect (they hold
   it) and expected to pass otherwise.
 
-Without ``--host`` one embedded server (explicit model control) serves every run; each case's models are loaded
-again before every run, so each run starts with fresh stubs (a bounded cache fills, settling happens, in every
-run). ``rmt run`` itself runs each case (the CLI, its Locust processes and collector: the real path). The table is
-printed and written as ``matrix.md`` (and every run's ``verdicts.json`` kept) under ``--out``.
+Without ``--host`` one embedded server (explicit model control) serves every run (``--servers K``: K servers,
+each running one of a case's runs at a time, for a machine with the cores to keep K runs apart); each case's models
+are loaded again before every run, so each run starts with fresh stubs (a bounded cache fills, settling happens,
+in every run). ``rmt run`` itself runs each case (the CLI, its Locust processes and collector: the real path). The
+table is printed and written as ``matrix.md`` (and every run's ``verdicts.json`` kept) under ``--out``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import queue
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,30 +176,43 @@ def margin(v: dict[str, Any]) -> float | None:
     return float(m) / float(t)
 
 
-def matrix(cases: list[Case], url: str, n: int, out: Path, duration: float | None, checks: list[str],
+def matrix(cases: list[Case], urls: list[str], n: int, out: Path, duration: float | None, checks: list[str],
            fresh: bool) -> str:
-    """Run every case n times; the markdown table."""
+    """Run every case n times, the runs of a case spread over the servers at ``urls`` (one run at a time each);
+    the markdown table."""
     lines = ["| case | check | subject | expected | rate | other | measured/threshold min / median / max |",
              "|---|---|---|---|---|---|---|"]
-    for case in cases:
-        tallies: dict[tuple[str, str], Tally] = {}
-        for i in range(n):
+    free: queue.Queue[str] = queue.Queue()
+    for url in urls:
+        free.put(url)
+
+    def one(case: Case, i: int) -> list[dict[str, Any]]:
+        url = free.get()
+        try:
             if fresh:
                 reload(url, case.models())
             started = time.monotonic()
             rows = run_once(case, url, out / case.label.replace(" ", "_") / f"run{i:02d}", duration, checks)
             print(f"{case.label} run {i + 1}/{n}: {len(rows)} verdicts in {time.monotonic() - started:.0f} s",
                   flush=True)
-            for v in rows:
-                t = tallies.setdefault((v["check"], v["subject"]), Tally(v["expected"]))
-                t.statuses.append(v["status"])
-                mg = margin(v)
-                if mg is not None:
-                    t.margins.append(mg)
-        for (check, subject), t in sorted(tallies.items()):
-            if all(s == "skip" for s in t.statuses):
-                continue
-            lines.append("| " + " | ".join((case.label, check, _short(subject), *t.row(n))) + " |")
+            return rows
+        finally:
+            free.put(url)
+
+    with ThreadPoolExecutor(len(urls)) as pool:
+        for case in cases:
+            tallies: dict[tuple[str, str], Tally] = {}
+            for rows in pool.map(lambda i, c=case: one(c, i), range(n)):
+                for v in rows:
+                    t = tallies.setdefault((v["check"], v["subject"]), Tally(v["expected"]))
+                    t.statuses.append(v["status"])
+                    mg = margin(v)
+                    if mg is not None:
+                        t.margins.append(mg)
+            for (check, subject), t in sorted(tallies.items()):
+                if all(s == "skip" for s in t.statuses):
+                    continue
+                lines.append("| " + " | ".join((case.label, check, _short(subject), *t.row(n))) + " |")
     return "\n".join(lines)
 
 
@@ -221,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, help="seconds of load per run (default: the scenario's)")
     p.add_argument("--host", metavar="URL", help="a running tritonserver (explicit model control) instead of "
                                                  "the embedded one")
+    p.add_argument("--servers", type=int, default=1, metavar="K",
+                   help="embedded servers running a case's runs side by side (default 1; not with --host)")
     p.add_argument("--no-fresh", action="store_true", help="do not reload the models before each run")
     p.add_argument("--checks", action="append", default=[], metavar="SPEC", help="extra check spec; repeatable")
     p.add_argument("--out", type=Path, default=Path("runs/matrix"), help="where the runs and matrix.md go")
@@ -234,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         case.models()  # an unknown scenario is refused before anything starts
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    if args.servers < 1 or (args.host and args.servers != 1):
+        raise SystemExit("rmt: error: --servers takes a count of 1 or more, and only without --host")
     if args.host:
-        table = matrix(cases, args.host, n, args.out, duration, args.checks, not args.no_fresh)
+        table = matrix(cases, [args.host], n, args.out, duration, args.checks, not args.no_fresh)
     else:
         needs: dict[str, Any] = {}
         for case in cases:
@@ -243,9 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         models = sorted({m for c in cases for m in c.models()})
         options = ServerOptions(model_control_mode="explicit", load_models=models,
                                 rate_limit_resources=list(needs.get("rate_limit_resources") or []))
-        with EmbeddedServer(options) as server:
-            table = matrix(cases, server.http_url, n, args.out, duration, args.checks, not args.no_fresh)
-    head = (f"N = {n} runs per case, {'the scenario' if duration is None else f'{duration:g} s'} duration, "
+        with ExitStack() as stack:
+            urls = [stack.enter_context(EmbeddedServer(options)).http_url for _ in range(args.servers)]
+            table = matrix(cases, urls, n, args.out, duration, args.checks, not args.no_fresh)
+    head = (f"N = {n} runs per case on {args.servers} server(s) side by side, "
+            f"{'the scenario' if duration is None else f'{duration:g} s'} duration, "
             f"{time.monotonic() - started:.0f} s in all\n\n")
     (args.out / "matrix.md").write_text(head + table + "\n")
     print(head + table)

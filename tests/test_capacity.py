@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rmt.capacity.controller import SweepController
+from rmt.capacity.controller import NS, SweepController
 from rmt.capacity.ladder import SweepConfig, parse_sweep, sweep_definition
 from rmt.capacity.stability import Window, is_stable, judge_step
 from rmt.check.capacity_analysis import analyse, binding_resource, knee
@@ -23,7 +23,9 @@ from rmt.core.errors import ConfigError
 from rmt.core.records import parse_step_name, step_name
 from rmt.core.resources import ZOO_REPOSITORY
 from rmt.core.rundir import RunDir
+from rmt.core.scenario import parse_scenario
 from rmt.core.windows import WindowState
+from rmt.load.schedule import PhaseClock
 
 RMT = str(Path(sys.executable).parent / "rmt")
 SERVICE_S = 0.020
@@ -99,6 +101,29 @@ def test_master_reads_worker_windows_by_field_name() -> None:
     assert (ok, unserved, hist.get_total_count()) == (7, 6, 7)
     assert latency_sum == pytest.approx(7 * 2000, rel=1e-3)
     assert list(controller._seconds) == [(12, phase)]
+
+
+def test_a_judged_step_keeps_no_per_second_histogram() -> None:
+    """The controller holds one latency histogram per second of the step being judged, not of the whole sweep: a
+    step's seconds are released once it is decided, and a late report of a decided step adds none."""
+    config = parse_sweep({"start_rate_per_s": 10, "max_steps": 3, "max_step_s": 6})
+    raw = sweep_definition({"traffic": {"streams": [{"model": "probe"}]}}, config, users=4)
+    names = [p["name"] for p in raw["traffic"]["phases"]]
+    now = [0]
+    controller = SweepController(config, clock_ns=lambda: now[0])
+    controller._clock, controller._names = PhaseClock(parse_scenario(raw).phases), names
+    controller._start_ns, controller._current = 0, 0
+    for second in range(8):  # step 1 runs its 6 s unstable (latency doubling every second), then step 2 starts
+        now[0] = second * NS + NS // 2
+        for _ in range(10):
+            controller._on_request(response_time=2.0 ** second, context={"phase": names[0 if second < 6 else 1]})
+        assert controller.tick()
+    assert [d.phase for d in controller.decisions] == [names[0]] and controller._current == 1
+    assert {phase for _, phase in controller._seconds} == {names[1]}
+    state = WindowState()
+    state.counts[WindowState.COUNTERS.index("succeeded")] = 3
+    controller._on_worker_report("w1", {"rmt": {"windows": [[[5 * NS, "http", "m/p0/d", names[0]], state.to_wire()]]}})
+    assert {phase for _, phase in controller._seconds} == {names[1]}
 
 
 def test_knee_sustainable_rate_and_binding_resource_on_synthetic_steps() -> None:

@@ -33,7 +33,12 @@ def run_memory_growth(model: str, out: Path) -> list[dict[str, Any]]:
                           capture_output=True, text=True, timeout=420, check=False)
     assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-2000:]
     verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]
-    return [v for v in verdicts if v["check"] == "leak"]
+    leak = [v for v in verdicts if v["check"] == "leak"]
+    for v in leak:  # the figures docs/gpu-validation.md records (pytest -rA shows a passed test's output)
+        if v["subject"].startswith(GPU_SERIES):
+            print(f"{model}: {v['subject']} {v['status']} "
+                  f"{v['evidence'].get('bytes_per_request', float('nan')):.0f} B/request")
+    return leak
 
 
 def test_memory_growth_fails_a_64k_device_leak_on_its_gpu_series_and_passes_the_twin(tmp_path: Path) -> None:

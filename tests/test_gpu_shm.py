@@ -89,6 +89,7 @@ def test_cuda_shm_load_succeeds_is_counted_and_leaves_no_region(server: Embedded
 
     shm = list(rd.read("shm.jsonl"))
     events = Counter(r["event"] for r in shm)
+    print(f"{protocol}: sent {dict(sent)}, served {served}, region events {dict(events)}")
     assert {r["kind"] for r in shm if r["event"] != "status"} == {"cuda"}, shm[:5]
     # One region per per_request request, one per per_user user; each registered, unregistered and freed.
     assert sent["pr"] < events["create"] <= sent["pr"] + USERS, (events, sent)

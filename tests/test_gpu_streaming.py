@@ -28,6 +28,8 @@ def test_cancelled_streams_leak_device_memory_per_process(tmp_path: Path) -> Non
     judged = [v for v in verdicts if v["check"] == "leak_attribution"]
     leak = [v for v in judged if "model=stream_leak_on_cancel_gpu," in v["subject"]
             and v["subject"].endswith(" / outcome:cancelled")]
+    for v in judged:  # the figures docs/gpu-validation.md records (pytest -rA shows a passed test's output)
+        print(f"{v['subject']} {v['status']} {v['evidence'].get('bytes_per_request', float('nan')):.0f} B/request")
     assert len(leak) == 1 and leak[0]["status"] == "fail"
     # 4 MiB of device memory per cancelled request, seen in NVML's per-process figure of the stub.
     assert leak[0]["evidence"]["bytes_per_request"] == pytest.approx(4 * MIB, rel=0.15)

@@ -69,6 +69,9 @@ class SweepController:
         self.stopped = ""
         """Why the sweep ended (``saturated``, ``slo``, ``ladder``), empty while it runs."""
         self._seconds: dict[tuple[int, str], list[Any]] = {}
+        """(second, step) → [succeeded, unserved, latency sum µs, latency histogram], for steps not yet judged."""
+        self._judged: set[str] = set()
+        """Steps already decided: their seconds are released, and late reports of them are dropped."""
         self._clock: PhaseClock | None = None
         self._names: list[str] = []
         self._start_ns = 0
@@ -106,6 +109,7 @@ class SweepController:
         self._start_ns = start
         self._current = 0
         self._seconds.clear()
+        self._judged.clear()
         self.decisions.clear()
         self.stopped = ""
         if self._run_dir:
@@ -113,7 +117,10 @@ class SweepController:
                 rd.update_manifest(capacity={"config": self.config.to_dict()})
 
     # -- data --------------------------------------------------------------------------------------------------------
-    def _bucket(self, second: int, phase: str) -> list[Any]:
+    def _bucket(self, second: int, phase: str) -> list[Any] | None:
+        """The second's entry of a step not yet judged (None for a judged step: nothing reads it any more)."""
+        if phase in self._judged:
+            return None
         key = (second, phase)
         entry = self._seconds.get(key)
         if entry is None:
@@ -125,6 +132,8 @@ class SweepController:
         if phase is None or parse_step_name(str(phase)) is None:
             return
         entry = self._bucket(self._clock_ns() // NS, str(phase))
+        if entry is None:
+            return
         if exception is None:
             latency_us = float(response_time) * 1000
             entry[0] += 1
@@ -138,9 +147,11 @@ class SweepController:
             phase = str(key[3])
             if parse_step_name(phase) is None:
                 continue
+            entry = self._bucket(int(key[0]) // NS, phase)
+            if entry is None:
+                continue
             state = WindowState.from_wire(wire)
             succeeded = state.count("succeeded")
-            entry = self._bucket(int(key[0]) // NS, phase)
             entry[0] += succeeded
             entry[1] += sum(state.count(name) for name in UNSERVED)
             hist = state.latency
@@ -197,9 +208,16 @@ class SweepController:
         if self._run_dir:
             with RunDir(self._run_dir) as rd:
                 rd.append(CAPACITY_CONTROL_FILE, [asdict(decision)], flush=True)
+        self._release(phase)
         if outcome.stop:
             self.stopped = outcome.reason
         return outcome.stop
+
+    def _release(self, phase: str) -> None:
+        """Forget a judged step's seconds: a sweep holds one histogram per second of the current step only."""
+        self._judged.add(phase)
+        for key in [k for k in self._seconds if k[1] == phase]:
+            del self._seconds[key]
 
     def _end_step(self, index: int, at_ns: int) -> None:
         assert self._clock is not None
