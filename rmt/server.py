@@ -155,8 +155,13 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:
-    """Raise ConfigError when ``host:port`` cannot be bound."""
+    """Raise ConfigError when ``host:port`` cannot be bound by a listener.
+
+    Bound with ``SO_REUSEADDR``, as tritonserver's listeners are: a port whose only sockets are connections in
+    TIME_WAIT (the server on it was just stopped or killed while clients were connected) is free for a new server;
+    a port another process listens on is not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

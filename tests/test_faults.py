@@ -277,3 +277,46 @@ def test_rmt_check_on_a_run_that_lost_a_worker_exits_incomplete(tmp_path: Path) 
     RunDir(run, create=False).update_manifest(losses=[])
     code, _, err = cli(["check", str(run), "--out", str(tmp_path / "out2"), "--checks", "only=starvation"])
     assert code == 0, err
+
+
+def test_server_sigkilled_and_restarted_on_the_same_ports(tmp_path: Path) -> None:
+    """tritonserver SIGKILLed under load and started again on its three ports: the run goes on, the collector inside
+    the Locust master finds the new server, memory is judged per server lifetime, and the run is INCOMPLETE."""
+    pytest.importorskip("tritonclient")
+    repo = zoo_subset(tmp_path / "repo", ["probe"])
+    first = EmbeddedServer(ServerOptions(model_repository=repo))
+    first.start()
+    second: EmbeddedServer | None = None
+    try:
+        definition = tmp_path / "probe.json"
+        definition.write_text(json.dumps({**DEFINITION, "checks": {"only": "leak, completeness",
+                                                                    "leak.series": "process_rss_bytes*"},
+                                          "run": {"users": 4, "duration_s": 16}}))
+        run = tmp_path / "run"
+        proc = subprocess.Popen([*RMT, "run", str(definition), "--host", first.http_url, "--out", str(run)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _poll("4 s of load", lambda: time.time_ns() > _load_start_ns(run) + 4_000_000_000)
+        old_pid = first.pid
+        os.kill(old_pid, signal.SIGKILL)
+        first.stop()
+        second = EmbeddedServer(ServerOptions(model_repository=repo, http_port=first.http_port,  # in TIME_WAIT
+                                              grpc_port=first.grpc_port, metrics_port=first.metrics_port))
+        second.start()
+        new_pid = second.pid
+        out, _ = proc.communicate(timeout=150)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert proc.returncode == 4, out  # a restart is a loss: never green
+    verdicts = json.loads((run / "verdicts.json").read_text())["verdicts"]
+    lost = {v["subject"] for v in verdicts if v["check"] == "completeness" and v["status"] == "fail"}
+    # the restart, and the old server's silence until the new one answered (the downtime)
+    assert lost == {"tritonserver restart 1", f"tritonserver pid {old_pid} samples"}, lost
+    pids = {rec["labels"].get("pid") for rec in RunDir(run, create=False).read("series.jsonl")
+            if rec["measure"] == "process_rss_bytes" and rec["labels"].get("role") == "server"}
+    assert pids == {str(old_pid), str(new_pid)}, pids  # the collector followed the server to its new PID
+    subjects = [v["subject"] for v in verdicts if v["check"] == "leak"]
+    assert len(subjects) == len(set(subjects)), subjects  # the old and the new stub are two subjects
+    stub = sorted(s.rsplit(" ", 1)[1] for s in subjects if "instance=probe_0_0," in s)
+    assert stub == ["1", "2"] and all(s.rsplit(" ", 2)[1] == "lifetime" for s in subjects), subjects

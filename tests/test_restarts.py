@@ -37,6 +37,11 @@ def test_a_new_server_pid_is_a_restart_and_memory_is_split_per_lifetime() -> Non
     assert [p.name for p in parts] == ["rss_bytes{role=server} lifetime 1", "rss_bytes{role=server} lifetime 2"]
     assert np.all(parts[0].values >= 200e6) and np.all(parts[1].values == 150e6)
     assert per_lifetime([rising], []) == [rising]
+    # One process per lifetime (the PID is a label, not in the subject): two subjects, each named by its lifetime.
+    stub = [MemorySeries("rss_bytes{model=m,role=stub}", T0 / S + t[sel], t[sel] * 100, np.full(sel.sum(), 9e7))
+            for sel in (t < 20, t >= 21)]
+    assert [p.name for p in per_lifetime(stub, restarts)] == ["rss_bytes{model=m,role=stub} lifetime 1",
+                                                              "rss_bytes{model=m,role=stub} lifetime 2"]
     [loss] = restart_losses(restarts, T0)
     assert loss["kind"] == RESTART and "restarted 19.5 s" in loss["reason"] and "per server lifetime" in loss["reason"]
 

@@ -20,7 +20,7 @@ from rmt.core.errors import ConfigError, ServerError, ServerExtraMissing, Server
 from rmt.core.resources import REFUSED_REPOSITORY
 from rmt.core.tritonflags import parse_rate_limit_resource
 from rmt.install import find_triton_install
-from rmt.server import OWNER_FILE, EmbeddedServer, ServerOptions, remove_orphans
+from rmt.server import OWNER_FILE, EmbeddedServer, ServerOptions, check_port_free, remove_orphans
 from tests.zoo_client import infer, wait_for, zoo_subset
 
 #: The folder holding the ``rmt`` package (a checkout's root).
@@ -181,6 +181,25 @@ def test_cli_port_in_use_is_one_line_error(probe_repo: Path) -> None:
         port = busy.getsockname()[1]
         line = _cli_error("server", "start", "--model-repository", str(probe_repo), "--http-port", str(port))
     assert f"port {port}" in line and "in use" in line and "--http-port" in line
+
+
+def test_a_port_left_in_time_wait_is_free_for_a_new_server() -> None:
+    """A server killed while clients were connected leaves its port's connections in TIME_WAIT; tritonserver binds
+    with SO_REUSEADDR, so restarting on the same ports must not be refused as "in use"."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tritonserver's listeners
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server's side closes first: its end (on ``port``) goes to TIME_WAIT
+    listener.close()
+    wait_for(lambda: client.recv(1) == b"", 5, "the client to see the close")
+    client.close()
+    with socket.socket() as plain, pytest.raises(OSError):  # the case: a bind without SO_REUSEADDR is refused
+        plain.bind(("127.0.0.1", port))
+    check_port_free("127.0.0.1", port, "--http-port")
 
 
 def test_cli_missing_repository_is_one_line_error(tmp_path: Path) -> None:

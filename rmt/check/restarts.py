@@ -97,7 +97,9 @@ def server_gaps(series: Mapping[tuple[str, int], Series], start_ns: int | None) 
 
 
 def per_lifetime(memory: list[MemorySeries], restarts_ns: list[int]) -> list[MemorySeries]:
-    """Each series cut at the restarts: one series per lifetime it has samples in (unchanged without restarts)."""
+    """Each series cut at the restarts: one series per lifetime it has samples in, named ``… lifetime K``
+    (unchanged without restarts). A process's series (its PID a label the subject leaves out) lives in one lifetime
+    and is named by it too, so the old and the new server's stub are two subjects, not one named twice."""
     if not restarts_ns:
         return memory
     edges = np.asarray(restarts_ns, dtype=float) / 1e9
@@ -105,7 +107,7 @@ def per_lifetime(memory: list[MemorySeries], restarts_ns: list[int]) -> list[Mem
     for m in memory:
         life = np.searchsorted(edges, m.t_s, side="right")
         kept = [k for k in np.unique(life) if np.any(~np.isnan(m.values[life == k]))]
-        if len(kept) <= 1:
+        if not kept:
             out.append(m)
             continue
         for k in kept:
