@@ -107,6 +107,8 @@ class ServerTarget:
         self._last_resolve = 0.0
         self.restarts = 0
         """How many times a different server process was found (a restart)."""
+        self._last_pid: int | None = None
+        """The PID of the last server found (kept while there is none, to count the next one as a restart)."""
 
     # -- the server process --------------------------------------------------------------------------------------
     def _alive(self, proc: psutil.Process | None) -> bool:
@@ -157,8 +159,9 @@ class ServerTarget:
                 proc = None
                 self._fixed_gone = self._fixed_gone or pid == self._fixed_pid
             if proc is not None:
-                if self._server is not None:
+                if self._last_pid is not None and proc.pid != self._last_pid:
                     self.restarts += 1
+                self._last_pid = proc.pid
                 self._learn_from_cmdline(proc)
                 self._server = proc
                 self._alive_at = now
