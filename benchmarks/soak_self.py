@@ -1,10 +1,12 @@
-"""rmt's own memory under a soak: ``rmt run`` (Locust master + 2 workers + the embedded collector) against a real
+"""rmt's own memory under a soak: ``rmt run`` (Locust master + ``--workers`` workers, 2 by default, or one local
+Locust process with ``--workers 0``, + the embedded collector) against a real
 tritonserver (``probe`` and ``rl_high``/``rl_low`` from the zoo) for ``--minutes``, watched by a second collector
 (``rmt collect --pid`` on the ``rmt run`` process, whose tree holds the master and the workers) and judged by rmt's
 own leak check on rmt's own processes (x axis: requests completed by the server).
 
     .venv/bin/python benchmarks/soak_self.py --minutes 10          # what docs/reliability.md records
     .venv/bin/python benchmarks/soak_self.py --minutes 60          # the 1 h soak
+    .venv/bin/python benchmarks/soak_self.py --minutes 3 --workers 0   # one local Locust process
 
 Prints the run's exit code, the leak verdicts on rmt's processes and each process's RSS at start and end; the run
 directories stay under ``--out``.
@@ -34,8 +36,8 @@ DEFINITION = {"description": "rmt's own soak: closed loop on probe, rl_high, rl_
               "checks": {"only": "starvation"}, "run": {"users": 6}}
 
 
-def _roles(pid: int, deadline_s: float) -> dict[int, str]:
-    """``rmt run`` (pid) and its Locust master and workers, once all three are up."""
+def _roles(pid: int, workers: int, deadline_s: float) -> dict[int, str]:
+    """``rmt run`` (pid) and its Locust master (or local process) and workers, once all are up."""
     end = time.monotonic() + deadline_s
     roles = {pid: "rmt run"}
     while time.monotonic() < end:
@@ -44,7 +46,7 @@ def _roles(pid: int, deadline_s: float) -> dict[int, str]:
                 cmd = child.cmdline()
                 if any("locust" in part for part in cmd):
                     roles[child.pid] = "locust worker" if "--worker" in cmd else "locust master"
-        if len(roles) >= 4:
+        if len(roles) >= 2 + workers:
             break
         time.sleep(0.5)
     return roles
@@ -54,6 +56,7 @@ def main() -> int:
     """Run the soak; print the verdicts of the leak check on rmt's processes."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--workers", type=int, default=2, help="Locust workers (0: one local process)")
     ap.add_argument("--out", type=Path, default=Path("runs") / f"soak-self-{time.strftime('%Y%m%d-%H%M%S')}")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -65,14 +68,15 @@ def main() -> int:
     seconds = args.minutes * 60
     with EmbeddedServer(ServerOptions(model_repository=repo, rate_limit_resources=["R1:2"])) as server:
         run = subprocess.Popen([sys.executable, "-m", "rmt", "run", str(definition), "--host", server.http_url,
-                                "--workers", "2", "--duration", f"{seconds:g}", "--out", str(args.out / "run")],
+                                "--workers", str(args.workers), "--duration", f"{seconds:g}",
+                                "--out", str(args.out / "run")],
                                stdout=(args.out / "run.log").open("w"), stderr=subprocess.STDOUT)
         watch = subprocess.Popen([sys.executable, "-m", "rmt", "collect", "--pid", str(run.pid), "--metrics-url",
                                   server.metrics_url, "--out", str(args.out / "self"),
                                   "--no-api", "--sources", "process,triton_metrics", "--interval", "1",
                                   "--duration", f"{seconds + 60:g}"],
                                  stdout=(args.out / "collect.log").open("w"), stderr=subprocess.STDOUT)
-        roles = _roles(run.pid, deadline_s=120)
+        roles = _roles(run.pid, args.workers, deadline_s=120)
         print("rmt's processes: " + ", ".join(f"pid{pid}={role}" for pid, role in sorted(roles.items())), flush=True)
         code = run.wait(timeout=seconds + 600)
         watch.terminate()

@@ -181,19 +181,26 @@ def test_metrics_endpoint_hangs_or_talks_garbage(tmp_path: Path, mode: str) -> N
     assert len(rows) >= ticks and [r["tick"] for r in rows] == list(range(len(rows)))
 
 
-@pytest.fixture
-def full_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs (root can mount one here); skipped with the reason where mounting is not allowed."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True,
+@contextlib.contextmanager
+def _small_fs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``folder`` (root can mount one here); skips with the reason where mounting is not
+    allowed."""
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode})")
     try:
-        yield mnt
+        yield folder
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs."""
+    with _small_fs(tmp_path / "full", "512k") as folder:
+        yield folder
 
 
 def _fill(folder: Path) -> None:
@@ -226,6 +233,49 @@ def test_run_directory_on_a_full_filesystem(full_fs: Path, tmp_path: Path) -> No
     code, _, text = cli(["check", str(run), "--out", str(tmp_path / "out")])  # still readable
     assert code in (0, 3, 4) and "Traceback" not in text, text
     assert (tmp_path / "out" / "verdicts.json").exists()
+
+
+def test_rmt_run_on_a_filesystem_that_fills_mid_load(probe_server: EmbeddedServer, tmp_path: Path) -> None:
+    """The run directory's filesystem fills 2 s into the load of a one-process run: one rmt: error line naming the
+    file and the fix, the load stops, the windows written before are kept (a local run writes them as it goes) and
+    ``rmt check`` reads the directory afterwards, calling it incomplete."""
+    with _small_fs(tmp_path / "small", "4m") as fs:
+        proc, run = _start_run(probe_server, fs)
+        windows = run / "windows.jsonl"
+        _poll("windows written", lambda: windows.exists() and windows.stat().st_size > 0, 10)
+        assert "load_end_ns" not in json.loads((run / "manifest.json").read_text())  # written as the load goes
+        _fill(fs)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 2, out
+        errors = [line for line in out.splitlines() if line.startswith("rmt: error:")]
+        assert len(errors) == 1 and "No space left on device" in errors[0] and "free space" in errors[0], out
+        assert "Traceback" not in out and "Traceback" not in (run / "locust.log").read_text(errors="replace")
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert isinstance(manifest["load_start_ns"], int) and "load_end_ns" not in manifest
+        kept = [json.loads(line) for line in windows.read_text().splitlines()]
+        assert kept and all(w["sent"] >= 0 for w in kept)
+        (fs / "filler").unlink()
+        code, text, err = cli(["check", str(run), "--out", str(tmp_path / "checked")])
+    assert code == 4 and "Traceback" not in text + err, text + err
+    verdicts = json.loads((tmp_path / "checked" / "verdicts.json").read_text())["verdicts"]
+    [completeness] = [v for v in verdicts if v["check"] == "completeness"]
+    assert completeness["status"] == "fail" and completeness["evidence"]["loss"]["kind"] == "load_end_missing"
+
+
+def test_a_load_without_a_recorded_end_is_incomplete_once(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(SEED_RUN, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["load_end_ns"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = cli(["check", str(run), "--out", str(tmp_path / "out"), "--checks", "only=starvation"])
+    assert code == 4 and "the manifest records the load's start but not its end" in err, err
+    cut = {"kind": "load_cut_short", "subject": "load", "reason": "rmt run got SIGTERM: the load ran 2.0 s of 5 s"}
+    RunDir(run, create=False).update_manifest(losses=[cut])  # the cut-short loss says it already: not twice
+    code, _, _ = cli(["check", str(run), "--out", str(tmp_path / "out2"), "--checks", "only=starvation"])
+    verdicts = json.loads((tmp_path / "out2" / "verdicts.json").read_text())["verdicts"]
+    assert code == 4 and [v["evidence"]["loss"]["kind"] for v in verdicts if v["check"] == "completeness"] == [
+        "load_cut_short"]
 
 
 def test_collector_sigkilled_and_restarted_into_the_same_run(tmp_path: Path) -> None:

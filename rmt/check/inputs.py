@@ -90,12 +90,30 @@ def scenario_checks(manifest: dict[str, Any]) -> dict[str, Any]:
     return dict(checks) if isinstance(checks, dict) else {}
 
 
+UNFINISHED = "load_end_missing"
+"""Loss kind of a load whose end the manifest never recorded."""
+
+
+def unfinished_load(manifest: dict[str, Any], losses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The loss of a load whose start the manifest records and whose end it does not (the master writes the end
+    last), unless a loss of the load (cut short) says so already; else []."""
+    if not isinstance(manifest.get("load_start_ns"), int) or isinstance(manifest.get("load_end_ns"), int):
+        return []
+    if any(loss.get("subject") == "load" for loss in losses):
+        return []
+    return [{"kind": UNFINISHED, "subject": "load",
+             "reason": "the manifest records the load's start but not its end: the load is still running, or the "
+                       "Locust master stopped before writing it (killed, or its run directory could not be written); "
+                       "the records may stop early"}]
+
+
 def load_inputs(run: RunDir) -> RunInputs:
     """Read a run directory into :class:`RunInputs`; what cannot be read is noted in ``notes``, never guessed."""
     manifest = run.manifest()
     inputs = RunInputs(run_path=run.path)
     losses = manifest.get(LOSSES)
     inputs.losses = [dict(loss) for loss in losses if isinstance(loss, dict)] if isinstance(losses, list) else []
+    inputs.losses += unfinished_load(manifest, inputs.losses)
     if not manifest:
         inputs.notes.append(f"no manifest.json in {run.path}: server options and model configs unknown")
     options = server_options(manifest)

@@ -39,7 +39,7 @@ from typing import Any, TypeVar, cast
 
 from rmt.collect.series import Point, Reading, SampleEncoder, SeriesTable
 from rmt.collect.source import Clock, Source, SourceInfo, SplitSource, SystemClock
-from rmt.core.errors import ConfigError, SourceUnavailable
+from rmt.core.errors import ConfigError, RmtError, SourceUnavailable
 from rmt.core.rundir import RunDir
 from rmt.core.samples import SAMPLES_FILE, SERIES_FILE, SampleRecord, SeriesRecord
 
@@ -109,6 +109,8 @@ class Collector:
         """``history_s`` of records of every source: each writes one record (good or gap) per tick it is read at."""
         self._latest: dict[str, SampleRecord] = {}
         self._pending: list[SampleRecord] = []
+        self._write_failing = False
+        """Whether the last write of samples failed (said once per failing stretch)."""
         self._encoder = SampleEncoder()
         self._shapes: dict[str, tuple[list[Point], list[int], dict[str, float | None]]] = {}
         """Per source, its last good read's points (the list object), their series ids and the values dict."""
@@ -169,7 +171,10 @@ class Collector:
                 source.close()
         if self.run_dir is not None and self.status:
             self._write_pending()
-            self.run_dir.flush()
+            try:
+                self.run_dir.flush()
+            except RmtError as exc:  # a full disk: said, the stop goes on
+                log.error("rmt collector: %s", exc)
         self._threads = []
 
     def _groups(self) -> list[list[Source]]:
@@ -379,7 +384,7 @@ class Collector:
         if new_series and self.run_dir is not None:  # rare: written at once, before any sample that uses them
             try:
                 self.run_dir.append(SERIES_FILE, [asdict(s) for s in new_series], flush=True)
-            except OSError as exc:  # a full or vanished disk: say so, keep sampling (the API still serves)
+            except (OSError, RmtError) as exc:  # a full or vanished disk: say so, keep sampling (the API serves)
                 log.error("rmt collector: %d series declarations not written to %s: %s", len(new_series),
                           self.run_dir.path, exc)
 
@@ -392,8 +397,13 @@ class Collector:
         try:
             self.run_dir.append_lines(SAMPLES_FILE, [self._encoder.line(r) for r in samples])
             self.run_dir.flush()
-        except OSError as exc:  # a full or vanished disk: say so, keep sampling (the API still serves)
-            log.error("rmt collector: %d samples not written to %s: %s", len(samples), self.run_dir.path, exc)
+        except (OSError, RmtError) as exc:  # a full or vanished disk (RunDir's one-line error): say so once per
+            # failing stretch, keep sampling (the API still serves)
+            if not self._write_failing:
+                log.error("rmt collector: samples not written to %s: %s", self.run_dir.path, exc)
+            self._write_failing = True
+        else:
+            self._write_failing = False
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):

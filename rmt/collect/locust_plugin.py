@@ -84,7 +84,10 @@ class LocustCollectors:
             remote.stop()
         if self.sidecar is not None:
             self.sidecar.stop()
-        self.run_dir.close()
+        try:
+            self.run_dir.close()
+        except RmtError as exc:  # a full disk: said, the run's own writer stops the run
+            log.error("rmt collectors: %s", exc)
 
     def latest_rows(self) -> list[dict[str, Any]]:
         """One row per series: collector, source, series (measure and labels), value."""

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from rmt.collect.http_get import HttpGetter
-from rmt.core.errors import SourceUnavailable
+from rmt.core.errors import RmtError, SourceUnavailable
 from rmt.core.hosts import base_url
 from rmt.core.rundir import RunDir
 from rmt.core.samples import SAMPLES_FILE, SERIES_FILE
@@ -64,7 +64,7 @@ class RemoteCollector:
     def _poll_logged(self) -> None:
         try:
             self.poll()
-        except SourceUnavailable as exc:
+        except RmtError as exc:  # unavailable, or the run directory cannot be written (a full disk): said once
             self.errors_total += 1
             if str(exc) != self.last_error:
                 log.warning("rmt: remote collector %s: %s", self.url, exc)

@@ -14,25 +14,31 @@ message. Workers resolve their payload pools against the server before users sta
 carries the windows closed since the last one; the master merges them per key and appends a window to
 ``windows.jsonl`` once every worker has reported past its second. On ``test_stopping`` the master asks workers to
 drain (``rmt_drain``): they stop issuing, wait for in-flight requests, and send their last windows (``rmt_final``);
-the master waits for all of them (bounded), then writes everything left and the totals to the manifest.
+the master waits for all of them (bounded), then writes everything left and the totals to the manifest. A local
+runner (no workers) hands its own closed windows over every second the same way, so its memory holds seconds, not
+the run.
 
 A scenario with a bad model, dtype or shape stops the run before any load with one ``rmt: error:`` line
-(exit code 2).
+(exit code 2). So does a run directory that cannot be written (a full filesystem) at any point: the line names the
+file and the fix, the load stops (what cannot be recorded is not worth sending), nothing more is written and what
+was written before stays readable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gevent
 from gevent.event import Event
 from google.protobuf import json_format
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, LocalRunner, MasterRunner, WorkerRunner
 
 from rmt.core.errors import ConfigError
 from rmt.core.hosts import split_host
@@ -51,6 +57,8 @@ from rmt.load.users import (
 
 log = logging.getLogger(__name__)
 MSG_PLAN, MSG_DRAIN, MSG_FINAL = "rmt_plan", "rmt_drain", "rmt_final"
+LOCAL_REPORT_S = 1.0
+"""How often a local runner hands its closed windows to the writer (a worker reports at Locust's interval)."""
 
 
 def add_arguments(parser: Any) -> None:
@@ -88,6 +96,9 @@ class TritonTraffic:
         self._all_final = Event()
         self.watch = WorkerWatch()
         self._watcher: Any = None
+        self._reporter: Any = None
+        self.write_error: ConfigError | None = None
+        """The failed write that stopped the run (nothing is written after it)."""
         self._start_ns = 0
         self._stopped_ns = 0
 
@@ -139,19 +150,41 @@ class TritonTraffic:
                 host, port = split_host(target, 8001 if grpc else 8000)
                 engine.validate(fetch_config_grpc(f"{host}:{port}") if grpc else fetch_config_http(f"{host}:{port}"),
                                 host)
+            self._raw = raw
+            path = self._run_dir_path or (getattr(self._options(), "rmt_run_dir", "") if self._options() else "")
+            if path:
+                self.run_dir = RunDir(path)
+                configs = {m: json_format.MessageToDict(c, preserving_proto_field_name=True)
+                           for m, c in sorted(engine.configs.items())}
+                self.run_dir.update_manifest(scenario=raw, load={"protocol_users": [
+                    u.__name__ for u in self.environment.user_classes]}, model_configs=configs)
         except ConfigError as exc:
             # Before any greenlet or worker exists: one line, no traceback, exit code 2.
             print(f"rmt: error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(exc.exit_code) from None
-        self._raw = raw
-        path = self._run_dir_path or (getattr(self._options(), "rmt_run_dir", "") if self._options() else "")
-        if path:
-            self.run_dir = RunDir(path)
-            configs = {m: json_format.MessageToDict(c, preserving_proto_field_name=True)
-                       for m, c in sorted(engine.configs.items())}
-            self.run_dir.update_manifest(scenario=raw, load={"protocol_users": [u.__name__ for u in
-                                                                                 self.environment.user_classes]},
-                                         model_configs=configs)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[RunDir | None]:
+        """The run directory for one write (None once a write failed): a failed write (RunDir's one-line
+        :class:`ConfigError`, e.g. a full filesystem) is said once as ``rmt: error:``, every later write is skipped,
+        the load stops and the process exits with 2."""
+        try:
+            yield self.run_dir
+        except ConfigError as exc:
+            self._stop_writing(exc)
+
+    def _stop_writing(self, exc: ConfigError) -> None:
+        run_dir, self.run_dir, self.write_error = self.run_dir, None, exc
+        print(f"rmt: error: {exc}", file=sys.stderr, flush=True)
+        log.error("rmt: the run directory cannot be written: the load stops; nothing more is recorded")
+        if run_dir is not None:
+            with contextlib.suppress(ConfigError, OSError):
+                run_dir.close()
+        environment = self.environment
+        environment.process_exit_code = exc.exit_code
+        runner = environment.runner
+        if runner is not None and runner.state not in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP):
+            gevent.spawn(runner.quit)  # not from inside the event being handled: Locust's own stop path
 
     # -- master / local ----------------------------------------------------------------------------------------------
     def _on_test_start(self, environment: Any, **_kw: Any) -> None:
@@ -172,9 +205,30 @@ class TritonTraffic:
             if self._watcher is None:
                 self._watcher = gevent.spawn(self._watch_workers, runner)
         else:
+            self._watermarks = {}
             engine.configure(Plan(self._raw, start))
-        if self.run_dir is not None:
-            self.run_dir.update_manifest(load_start_ns=start, workers=max(1, len(self._watermarks)))
+            if self._reporter is not None:
+                self._reporter.kill(block=False)
+            self._reporter = gevent.spawn(self._report_locally, engine)
+        with self._writing() as run_dir:
+            if run_dir is not None:
+                run_dir.update_manifest(load_start_ns=start, workers=max(1, len(self._watermarks)))
+
+    def _report_locally(self, engine: TrafficEngine) -> None:
+        """Local runner: every second, the windows whose second is over (and the traces, failures and records so
+        far) go to the writer as a worker's report would; without it the book would hold every window of the run."""
+        while True:
+            gevent.sleep(LOCAL_REPORT_S)
+            if engine.plan is None or engine.draining:
+                return
+            self._absorb("local", self._closed(engine, self._clock_ns()))
+
+    @staticmethod
+    def _closed(engine: TrafficEngine, now: int) -> dict[str, Any]:
+        """A report of what ``engine`` closed by ``now``: windows whose second is over, traces, failures, records."""
+        return {"windows": _wire_windows(engine.book.close(now)), "traces": engine.book.take_traces(),
+                "failures": engine.book.failures.take(), "records": engine.take_records(),
+                "upto": now - now % NS_PER_S}
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         self._absorb(client_id, data.get("rmt"))
@@ -199,10 +253,11 @@ class TritonTraffic:
                 self.pending[k] = WindowState.from_wire(wire)
             else:
                 state.merge_wire(wire)
-        if self.run_dir is not None and data.get("traces"):
-            self.run_dir.append("traces.jsonl", data["traces"])
-        if self.run_dir is not None and data.get("failures"):
-            self.run_dir.append("failures.jsonl", data["failures"])
+        with self._writing() as run_dir:
+            if run_dir is not None and data.get("traces"):
+                run_dir.append("traces.jsonl", data["traces"])
+            if run_dir is not None and data.get("failures"):
+                run_dir.append("failures.jsonl", data["failures"])
         self._append_records(data.get("records") or {})
         self._watermarks[client_id] = math.inf if data.get("final") else float(data.get("upto", 0))
         self._write(min(self._watermarks.values(), default=0.0))
@@ -210,8 +265,9 @@ class TritonTraffic:
     def _append_records(self, records: dict[str, list[dict[str, Any]]]) -> None:
         """The stateful paths' records (sequences, shared-memory regions), by run-directory file."""
         for name, rows in records.items():
-            if self.run_dir is not None and rows:
-                self.run_dir.append(name, rows)
+            with self._writing() as run_dir:
+                if run_dir is not None and rows:
+                    run_dir.append(name, rows)
 
     def _write(self, upto: float) -> None:
         """Append (and forget) every pending window that ends at or before ``upto`` (epoch ns)."""
@@ -222,8 +278,9 @@ class TritonTraffic:
             for name in WindowState.COUNTERS:
                 self.totals[name] = self.totals.get(name, 0) + getattr(record, name)
             records.append(record_dict(record))
-        if self.run_dir is not None and records:
-            self.run_dir.append("windows.jsonl", records)
+        with self._writing() as run_dir:
+            if run_dir is not None and records:
+                run_dir.append("windows.jsonl", records)
 
     def _on_test_stopping(self, environment: Any, **_kw: Any) -> None:
         runner = environment.runner
@@ -238,6 +295,8 @@ class TritonTraffic:
                 for worker in sorted(set(self._watermarks) - self._finals):
                     self._drop(worker, f"sent no final windows within {timeout + 5:.0f} s of the stop")
         else:
+            if self._reporter is not None:
+                self._reporter.kill(block=False)
             engine = self.engine
             assert engine is not None
             engine.stop_arrivals()
@@ -267,27 +326,31 @@ class TritonTraffic:
             self._all_final.set()
         if self._watermarks:
             self._write(min(self._watermarks.values()))
-        if self.run_dir is not None:
-            self.run_dir.update_manifest(**{LOSSES: self.watch.records(self._clock_ns())})
+        with self._writing() as run_dir:
+            if run_dir is not None:
+                run_dir.update_manifest(**{LOSSES: self.watch.records(self._clock_ns())})
 
     def _flush(self) -> None:
         self._write(math.inf)
-        if self.run_dir is not None:
-            end = self._clock_ns()
-            losses = {LOSSES: self.watch.records(self._stopped_ns or end)} if self.watch.lost else {}
-            self.run_dir.update_manifest(load_end_ns=end, load_totals=dict(self.totals), **losses)
-            self.run_dir.flush()
+        with self._writing() as run_dir:
+            if run_dir is not None:
+                end = self._clock_ns()
+                losses = {LOSSES: self.watch.records(self._stopped_ns or end)} if self.watch.lost else {}
+                run_dir.update_manifest(load_end_ns=end, load_totals=dict(self.totals), **losses)
+                run_dir.flush()
 
     def _on_quitting(self, environment: Any, **_kw: Any) -> None:
-        if self._watcher is not None:
-            self._watcher.kill(block=False)
+        for greenlet in (self._watcher, self._reporter):
+            if greenlet is not None:
+                greenlet.kill(block=False)
         engine = self.engine
         if engine is not None and is_local(environment):  # users' on_stop ran after the drain: their last records
             engine.close_paths()
             self._append_records(engine.take_records())
         self._flush()
-        if self.run_dir is not None:
-            self.run_dir.close()
+        with self._writing() as run_dir:
+            if run_dir is not None:
+                run_dir.close()
 
     # -- worker ------------------------------------------------------------------------------------------------------
     def _on_plan(self, environment: Any, msg: Any, **_kw: Any) -> None:
@@ -299,10 +362,7 @@ class TritonTraffic:
         engine = self.engine
         if engine is None or engine.plan is None or engine.draining:
             return
-        now = self._clock_ns()
-        data["rmt"] = {"windows": _wire_windows(engine.book.close(now)), "traces": engine.book.take_traces(),
-                       "failures": engine.book.failures.take(), "records": engine.take_records(),
-                       "upto": now - now % NS_PER_S}
+        data["rmt"] = self._closed(engine, self._clock_ns())
 
     def _on_drain(self, environment: Any, msg: Any, **_kw: Any) -> None:
         engine = self.engine

@@ -48,6 +48,7 @@ class ScenarioPlugin:
         self._reloads: list[gevent.Greenlet] = []
         self._begun: set[Any] = set()
         self.environment: Any = None
+        self.traffic: TritonTraffic | None = None
         self.run_dir: Path | None = None
 
     # -- options -----------------------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ class ScenarioPlugin:
         except RmtError as exc:
             print(f"rmt: error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(exc.exit_code) from None
-        TritonTraffic(scenario=self.definition.raw["traffic"]).register(environment)
+        self.traffic = TritonTraffic(scenario=self.definition.raw["traffic"]).register(environment)
         environment.events.test_start.add_listener(self.on_test_start)
 
     def _prepare(self, environment: Any, options: Any) -> None:
@@ -163,6 +164,8 @@ class ScenarioPlugin:
         """Run the checks on the run directory and set the exit code (0 pass, 3 a verdict failed, 2 bad spec)."""
         if self.run_dir is None or not self.run_dir.is_dir():
             return
+        if self.traffic is not None and self.traffic.write_error is not None:
+            return  # the run directory could not be written: said, the exit code set, nothing to judge or write
         # A reload still under way when the load ended (a slow, busy host) finishes before judging: otherwise its
         # window has a start and no end, and the reload verdict silently disappears.
         gevent.killall([g for g in self._reloads if g not in self._begun])  # not yet due: never start

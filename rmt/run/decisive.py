@@ -71,7 +71,8 @@ class Decisive:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 spec = merge_specs(*(parse_spec(text) for text in self.extra))
-                verdicts = evaluate(self.run_dir, spec, file_spec=self.file_checks).verdicts
+                verdicts = [v for v in evaluate(self.run_dir, spec, file_spec=self.file_checks).verdicts
+                            if v.check in DECIDING]  # completeness: a load under way has no end recorded yet
         except (RmtError, OSError, ValueError):  # the run directory is not readable yet
             return False
         undecided = [v for v in verdicts if v.status == UNDECIDED]

@@ -37,6 +37,7 @@ from rmt.load.shmio import require_kinds_for, require_local_for
 from rmt.run.decisive import DEFAULT_MAX_DURATION_S, Decisive
 from rmt.run.definition import CAMPAIGN, ScenarioDef, load_definition, retarget
 from rmt.run.interrupt import Interrupts, record_cut_short
+from rmt.run.locustlog import LocustLog
 from rmt.run.verdicts import INCOMPLETE, Row, format_rows, judge_run, rows_for
 from rmt.server import EmbeddedServer, ServerOptions, free_port
 
@@ -164,6 +165,7 @@ class Orchestrator:
         self.interrupted: int | None = None
         """The signal that cut the last Locust run short (SIGINT/SIGTERM to ``rmt run``), None without one."""
         self._decisive: Decisive | None = None
+        self._log: LocustLog | None = None
 
     def say(self, text: str) -> None:
         """One progress line."""
@@ -310,18 +312,21 @@ class Orchestrator:
         env = dict(os.environ, LOCUST_RMT_DEFINITION=str(run_dir / DEFINITION_FILE))  # workers read it at import
         if server is not None:  # gRPC users (streaming scenarios) find the server's gRPC port here
             env["LOCUST_RMT_GRPC_HOST"] = server.grpc_url
-        log = (run_dir / LOCUST_LOG).open("ab")
+        log = self._log = LocustLog(run_dir / LOCUST_LOG)
         try:
             if self.request.workers:
                 port = free_port()
                 args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
                          "--expect-workers", str(self.request.workers), "--expect-workers-max-wait", "60"]
-            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env))
+            procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          start_new_session=True, env=env))
+            log.follow(procs[-1])
             for _ in range(self.request.workers):
                 procs.append(subprocess.Popen(
                     [*LOCUST, "-f", str(definition.locustfile), "--worker", "--master-host", "127.0.0.1",
-                     "--master-port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    env=env))
+                     "--master-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env))
+                log.follow(procs[-1])
             with Interrupts(lambda _signum: _terminate(procs[0])) as interrupts:
                 code = self._watch(definition, run_dir, procs[0], procs[1:])
             self.interrupted = interrupts.signum
@@ -356,6 +361,8 @@ class Orchestrator:
                 if code is None or worker.pid in gone:
                     continue
                 gone.add(worker.pid)
+                if self._log is not None:
+                    self._log.drain(worker)  # its last lines, its rmt: error line among them
                 if not RunDir(run_dir, create=False).manifest().get("load_start_ns"):
                     raise RmtError(f"Locust worker {rank} (pid {worker.pid}) exited with code {code} before the "
                                    f"load started: {self._locust_error(run_dir) or 'see ' + str(run_dir / LOCUST_LOG)}")
@@ -377,9 +384,9 @@ class Orchestrator:
                 next_line = now + 5
 
     def _locust_error(self, run_dir: Path) -> str:
-        text = (run_dir / LOCUST_LOG).read_text(errors="replace")
-        lines = [ln.split("rmt: error: ", 1)[1] for ln in text.splitlines() if "rmt: error: " in ln]
-        return lines[-1] if lines else ""
+        """The first ``rmt: error:`` line of the Locust processes of ``run_dir`` (read on its way to the log)."""
+        log = self._log
+        return log.first_error() if log is not None and log.path.parent == run_dir else ""
 
     def _report(self, run_dir: Path) -> None:
         """``rmt report`` (part B) when it exists: imported lazily, its failure never hides the verdicts."""
