@@ -193,7 +193,8 @@ def _small_fs(folder: Path, size: str) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=False)
+        if subprocess.run(["umount", str(folder)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)  # still busy: detach it now, freed when idle
 
 
 @pytest.fixture
@@ -241,11 +242,20 @@ def test_rmt_run_on_a_filesystem_that_fills_mid_load(probe_server: EmbeddedServe
     ``rmt check`` reads the directory afterwards, calling it incomplete."""
     with _small_fs(tmp_path / "small", "4m") as fs:
         proc, run = _start_run(probe_server, fs)
-        windows = run / "windows.jsonl"
-        _poll("windows written", lambda: windows.exists() and windows.stat().st_size > 0, 10)
-        assert "load_end_ns" not in json.loads((run / "manifest.json").read_text())  # written as the load goes
-        _fill(fs)
-        out, _ = proc.communicate(timeout=120)
+        try:
+            windows = run / "windows.jsonl"
+            _poll("windows written", lambda: windows.exists() and windows.stat().st_size > 0, 10)
+            assert "load_end_ns" not in json.loads((run / "manifest.json").read_text())  # written as the load goes
+            _fill(fs)
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:  # a failed assertion: end the run (and its Locust process), then unmount
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate(timeout=30)
         assert proc.returncode == 2, out
         errors = [line for line in out.splitlines() if line.startswith("rmt: error:")]
         assert len(errors) == 1 and "No space left on device" in errors[0] and "free space" in errors[0], out

@@ -366,6 +366,8 @@ class Orchestrator:
                 if not RunDir(run_dir, create=False).manifest().get("load_start_ns"):
                     raise RmtError(f"Locust worker {rank} (pid {worker.pid}) exited with code {code} before the "
                                    f"load started: {self._locust_error(run_dir) or 'see ' + str(run_dir / LOCUST_LOG)}")
+                if code == 0:  # the master told it to quit (its load ended or was stopped): not a loss
+                    continue
                 self.say(f"[{definition.name}] Locust worker {rank} (pid {worker.pid}) exited with code {code} after "
                          f"{now - start:.0f} s: the run goes on without it; its last windows are lost (the run "
                          "will be INCOMPLETE)")
